@@ -1,0 +1,343 @@
+"""Loading and validating `config.toml`: every problem found at startup, each named precisely.
+
+The file's sections are `[engine]`, `[logging]` and one per plugin kind (`[feeds]`, `[theories]`,
+`[formatters]`, `[synthesizer]`, `[sinks]`). A kind's section holds its `enabled` list (the
+execution order) and one table per plugin, validated by that plugin's own `Config` model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .components import PluginConfig
+from .models import GRANULARITY_SECONDS
+from .registry import KIND_SECTION, Registry
+
+DEFAULT_THEORIES = ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"]
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,15}$")
+SECRET_KEY_PATTERN = re.compile(r"(key|secret|token|password|passphrase)", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; `str()` is the message shown to the user."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    symbols: list[str] = Field(default_factory=lambda: ["BTC-USD", "ETH-USD"], min_length=1)
+    granularity: Literal["1m", "5m", "15m", "1h", "6h", "1d"] = "1h"
+    lookback: int = Field(default=1000, ge=10, le=100_000, description="candles handed to the theories")
+    interval_seconds: float = Field(default=900, gt=0)
+    max_threads: int = Field(default=2, ge=1, le=256, description="caps numpy/BLAS/OpenMP threads")
+    theory_timeout_seconds: float = Field(default=10.0, gt=0, description="a theory running longer is an error")
+    symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols processed concurrently")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            if not SYMBOL_PATTERN.match(symbol):
+                raise ValueError(f"symbol {symbol!r} is not of the form BASE-QUOTE, e.g. BTC-USD")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("symbols must not repeat")
+        return symbols
+
+    @property
+    def granularity_seconds(self) -> int:
+        return GRANULARITY_SECONDS[self.granularity]
+
+
+class LoggingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_lines: bool = Field(default=False, alias="json")
+
+
+@dataclass
+class V7Config:
+    """The validated config: plugin lists in execution order and each plugin's config model."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    enabled: dict[str, list[str]] = field(default_factory=dict)
+    plugin_configs: dict[tuple[str, str], PluginConfig] = field(default_factory=dict)
+    synthesizer: str = "consensus"
+    fallback: str | None = None
+    candle_feed: str | None = None
+    context_feeds: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    def plugin_config(self, kind: str, name: str) -> PluginConfig | None:
+        return self.plugin_configs.get((kind, name))
+
+    def effective(self) -> dict[str, Any]:
+        """The config as it will run, defaults filled in, as plain data."""
+        def table(kind: str) -> dict[str, Any]:
+            return {
+                name: cfg.model_dump(mode="json", by_alias=True)
+                for (k, name), cfg in self.plugin_configs.items()
+                if k == kind
+            }
+
+        return {
+            "engine": self.engine.model_dump(mode="json"),
+            "logging": self.logging.model_dump(mode="json", by_alias=True),
+            "feeds": {"enabled": self.enabled["feed"], "candles": self.candle_feed, "context": self.context_feeds, **table("feed")},
+            "theories": {"enabled": self.enabled["theory"], **table("theory")},
+            "formatters": {"enabled": self.enabled["formatter"], **table("formatter")},
+            "synthesizer": {"use": self.synthesizer, "fallback": self.fallback, **table("synthesizer")},
+            "sinks": {"enabled": self.enabled["sink"], **table("sink")},
+        }
+
+    def config_hash(self) -> str:
+        """Identifies what shapes a signal: two runs with the same hash make the same signals."""
+        data = self.effective()
+        data.pop("logging", None)
+        data["engine"] = {k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "max_threads"}}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def active_plugins(self) -> list[tuple[str, str]]:
+        pairs = [(kind, name) for kind in ("feed", "theory", "formatter", "sink") for name in self.enabled[kind]]
+        pairs.append(("synthesizer", self.synthesizer))
+        if self.fallback:
+            pairs.append(("synthesizer", self.fallback))
+        return pairs
+
+
+def redact(data: Any, parent_key: str = "") -> Any:
+    """Hide anything that looks like a secret; names of environment variables stay visible."""
+    if isinstance(data, dict):
+        return {k: redact(v, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v, parent_key) for v in data]
+    if parent_key and SECRET_KEY_PATTERN.search(parent_key) and not parent_key.endswith("_env") and data not in (None, ""):
+        return "***"
+    return data
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _path(parts: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_problems(where: str, prefix: list[Any], exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = prefix + [p for p in err["loc"] if p != "__root__"]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{where}: {_path(loc)}: unknown key (got {_describe(err['input'])})")
+        elif err["type"] == "missing":
+            problems.append(f"{where}: {_path(loc)}: missing, a value is required")
+        else:
+            expected = msg[0].lower() + msg[1:] if msg else "a valid value"
+            problems.append(f"{where}: {_path(loc)}: got {_describe(err['input'])}; expected: {expected}")
+    return problems
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def load_config(path: str | Path | None, registry: Registry) -> V7Config:
+    """Read and validate a config file (None = the built-in defaults) against the installed plugins."""
+    if path is None:
+        return validate_config({}, registry, where="<defaults>")
+    path = Path(path)
+    config = validate_config(read_toml(path), registry, where=str(path))
+    config.path = path
+    return config
+
+
+def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<config>") -> V7Config:
+    problems: list[str] = []
+    config = V7Config()
+    raw = dict(raw)
+
+    known_sections = {"engine", "logging", *KIND_SECTION.values()}
+    for section in raw:
+        if section not in known_sections:
+            problems.append(f"{where}: {section}: unknown section; expected one of {', '.join(sorted(known_sections))}")
+
+    for key, model in (("engine", EngineConfig), ("logging", LoggingConfig)):
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            problems.append(f"{where}: {key}: got {_describe(value)}; expected a table")
+            continue
+        try:
+            setattr(config, key, model.model_validate(value))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(where, [key], exc))
+
+    defaults = {
+        "feed": ["replay"],
+        "theory": DEFAULT_THEORIES,
+        "formatter": ["markdown"],
+        "sink": ["sqlite"],
+    }
+    for kind in ("feed", "theory", "formatter", "sink"):
+        section_name = KIND_SECTION[kind]
+        section = raw.get(section_name, {})
+        if not isinstance(section, dict):
+            problems.append(f"{where}: {section_name}: got {_describe(section)}; expected a table")
+            section = {}
+        reserved = {"enabled"} | ({"candles", "context"} if kind == "feed" else set())
+        enabled = section.get("enabled", defaults[kind])
+        config.enabled[kind] = _check_enabled(where, section_name, kind, enabled, registry, problems)
+        for name, table in section.items():
+            if name not in reserved:
+                _validate_plugin_table(where, section_name, kind, name, table, registry, config, problems)
+        if kind == "feed":
+            _resolve_feed_roles(where, section, config, registry, problems)
+
+    section = raw.get("synthesizer", {})
+    if not isinstance(section, dict):
+        problems.append(f"{where}: synthesizer: got {_describe(section)}; expected a table")
+        section = {}
+    config.synthesizer = section.get("use", "consensus")
+    config.fallback = section.get("fallback", "consensus")
+    if config.fallback in ("", "none"):
+        config.fallback = None
+    for key in ("use", "fallback"):
+        value = getattr(config, "synthesizer" if key == "use" else "fallback")
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{where}: synthesizer.{key}: got {_describe(value)}; expected a plugin name (string)")
+            continue
+        _check_plugin_name(where, f"synthesizer.{key}", "synthesizer", value, registry, problems)
+    config.enabled["synthesizer"] = [n for n in (config.synthesizer, config.fallback) if n]
+    for name, table in section.items():
+        if name not in {"use", "fallback"}:
+            _validate_plugin_table(where, "synthesizer", "synthesizer", name, table, registry, config, problems)
+
+    # Active plugins without a table of their own still get a validated default config.
+    for kind, names in config.enabled.items():
+        for name in names:
+            component = registry.get(kind, name)
+            if component is not None and (kind, name) not in config.plugin_configs:
+                try:
+                    config.plugin_configs[(kind, name)] = component.cls.Config()
+                except ValidationError as exc:
+                    problems.extend(_pydantic_problems(where, [KIND_SECTION[kind], name], exc))
+
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _check_plugin_name(where: str, key: str, kind: str, name: str, registry: Registry, problems: list[str]) -> bool:
+    if registry.get(kind, name) is not None:
+        return True
+    error = registry.error_for(kind, name)
+    if error is not None:
+        problems.append(f"{where}: {key}: {kind} {name!r} cannot be used: {error.describe()}")
+    else:
+        installed = ", ".join(registry.names(kind)) or "none"
+        problems.append(f"{where}: {key}: got {name!r}; expected an installed {kind} plugin: {installed}")
+    return False
+
+
+def _check_enabled(
+    where: str, section: str, kind: str, enabled: Any, registry: Registry, problems: list[str]
+) -> list[str]:
+    if not isinstance(enabled, list) or not all(isinstance(n, str) for n in enabled):
+        problems.append(f"{where}: {section}.enabled: got {_describe(enabled)}; expected a list of plugin names")
+        return []
+    seen: set[str] = set()
+    for index, name in enumerate(enabled):
+        if name in seen:
+            problems.append(f"{where}: {section}.enabled[{index}]: {name!r} is listed twice")
+        seen.add(name)
+        _check_plugin_name(where, f"{section}.enabled[{index}]", kind, name, registry, problems)
+    return list(dict.fromkeys(enabled))
+
+
+def _validate_plugin_table(
+    where: str,
+    section: str,
+    kind: str,
+    name: str,
+    table: Any,
+    registry: Registry,
+    config: V7Config,
+    problems: list[str],
+) -> None:
+    if not isinstance(table, dict):
+        problems.append(
+            f"{where}: {section}.{name}: got {_describe(table)}; expected a table of settings for the {kind} plugin {name!r}"
+        )
+        return
+    if not _check_plugin_name(where, f"{section}.{name}", kind, name, registry, problems):
+        return
+    component = registry.get(kind, name)
+    assert component is not None
+    try:
+        config.plugin_configs[(kind, name)] = component.cls.Config.model_validate(table)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(where, [section, name], exc))
+
+
+def _resolve_feed_roles(where: str, section: dict[str, Any], config: V7Config, registry: Registry, problems: list[str]) -> None:
+    """Which enabled feed supplies candles and which supply market context."""
+    enabled = config.enabled["feed"]
+    usable = [n for n in enabled if registry.get("feed", n) is not None]
+
+    def provides(name: str, what: str) -> bool:
+        component = registry.get("feed", name)
+        return component is not None and what in component.cls.provides
+
+    candles = section.get("candles")
+    if candles is None:
+        candles = next((n for n in usable if provides(n, "candles")), None)
+        if candles is None and usable:
+            problems.append(f"{where}: feeds.enabled: none of {enabled} provides candles; enable a candle feed such as 'replay'")
+    elif not isinstance(candles, str) or candles not in enabled:
+        problems.append(f"{where}: feeds.candles: got {_describe(candles)}; expected one of the enabled feeds {enabled}")
+        candles = None
+    elif not provides(candles, "candles") and candles in usable:
+        problems.append(f"{where}: feeds.candles: feed {candles!r} does not provide candles")
+    config.candle_feed = candles
+
+    context = section.get("context")
+    if context is None:
+        context = [n for n in usable if provides(n, "context")]
+    elif not isinstance(context, list) or any(c not in enabled for c in context):
+        problems.append(f"{where}: feeds.context: got {_describe(context)}; expected a list of enabled feeds from {enabled}")
+        context = []
+    else:
+        for name in context:
+            if name in usable and not provides(name, "context"):
+                problems.append(f"{where}: feeds.context: feed {name!r} does not provide market context")
+    config.context_feeds = list(context)

@@ -1,0 +1,352 @@
+"""The pipeline: feeds → theories → prompt formatters → synthesizer → sinks, one symbol at a time.
+
+The engine, not pluggy's hook fan-out, runs the components: it keeps the config's order, gives
+each theory a time limit and turns any plugin failure into a recorded result instead of a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .components import EndOfData, Feed, InsufficientData, StartupError, PromptFormatter, Sink, Synthesizer, Theory
+from .config import V7Config
+from .logs import get_logger
+from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .registry import Registry
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def limit_threads(max_threads: int) -> None:
+    """Cap BLAS/OpenMP pools: env vars for libraries not yet loaded, threadpoolctl for loaded ones."""
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(max_threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=max_threads)
+    except Exception:  # threadpoolctl missing or a library it cannot drive: env vars still apply
+        pass
+
+
+def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryResult:
+    """Run one theory in isolation: an exception, a hang past `timeout` or invalid output becomes an error result."""
+    base = {"theory": theory.name, "version": str(theory.version)}
+    if len(candles) < theory.min_candles:
+        return TheoryResult(
+            **base,
+            status="insufficient_data",
+            message=f"needs {theory.min_candles} candles, got {len(candles)}",
+            interpretation=f"Not enough history: {len(candles)} of {theory.min_candles} candles.",
+        )
+    outcome: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def target() -> None:
+        try:
+            outcome.put(("ok", theory.analyze(candles)))
+        except InsufficientData as exc:
+            outcome.put(("insufficient_data", str(exc) or "insufficient data"))
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything
+            outcome.put(("error", f"{type(exc).__name__}: {exc}"))
+
+    started = time.perf_counter()
+    # A daemon thread, so a theory stuck in C code cannot keep the process alive at exit.
+    worker = threading.Thread(target=target, name=f"theory-{theory.name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if worker.is_alive():
+        return TheoryResult(
+            **base, status="error", elapsed_ms=elapsed_ms,
+            message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
+        )
+    status, value = outcome.get()
+    if status != "ok":
+        return TheoryResult(**base, status=status, elapsed_ms=elapsed_ms, message=value, interpretation=value)
+    try:
+        finding = value if isinstance(value, TheoryFinding) else TheoryFinding.model_validate(value)
+        if isinstance(value, TheoryFinding):
+            finding = TheoryFinding.model_validate(value.model_dump())  # re-check: models may be mutated
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        message = f"invalid output: {problems}"
+        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
+    return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
+
+
+@dataclass
+class Pipeline:
+    """The configured components, instantiated once per run, in config order."""
+
+    config: V7Config
+    registry: Registry
+    feeds: dict[str, Feed] = field(default_factory=dict)
+    theories: list[Theory] = field(default_factory=list)
+    formatters: list[PromptFormatter] = field(default_factory=list)
+    synthesizer: Synthesizer | None = None
+    fallback: Synthesizer | None = None
+    sinks: list[Sink] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @classmethod
+    def build(cls, config: V7Config, registry: Registry, kinds: tuple[str, ...] = ("feed", "theory", "formatter", "synthesizer", "sink")) -> "Pipeline":
+        pipeline = cls(config, registry)
+        for kind in kinds:
+            names = config.enabled.get(kind, [])
+            if kind == "synthesizer":
+                names = [config.synthesizer] + ([config.fallback] if config.fallback and config.fallback != config.synthesizer else [])
+            for name in names:
+                component = pipeline._instantiate(kind, name)
+                if kind == "feed":
+                    pipeline.feeds[name] = component
+                elif kind == "theory":
+                    pipeline.theories.append(component)
+                elif kind == "formatter":
+                    pipeline.formatters.append(component)
+                elif kind == "sink":
+                    pipeline.sinks.append(component)
+                elif name == config.synthesizer:
+                    pipeline.synthesizer = component
+                else:
+                    pipeline.fallback = component
+            if kind == "synthesizer" and config.fallback == config.synthesizer:
+                pipeline.fallback = None
+        return pipeline
+
+    def _instantiate(self, kind: str, name: str) -> Any:
+        component = self.registry.get(kind, name)
+        if component is None:
+            error = self.registry.error_for(kind, name)
+            raise StartupError(f"{kind} plugin {name!r} is enabled but unusable: {error.describe() if error else 'not installed'}")
+        try:
+            return component.cls(self.config.plugin_config(kind, name) or component.cls.Config())
+        except Exception as exc:
+            raise StartupError(
+                f"{kind} plugin {name!r} (distribution {component.source.distribution}) failed to start: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def analyze(self, candles: CandleSeries) -> list[TheoryResult]:
+        timeout = self.config.engine.theory_timeout_seconds
+        return [run_theory(theory, candles, timeout) for theory in self.theories]
+
+    def build_prompt(self, request: PromptRequest) -> str:
+        prompt = ""
+        theories = {t.name: t for t in self.theories}
+        for formatter in self.formatters:
+            try:
+                prompt = formatter.format(request, prompt, theories)
+            except Exception as exc:
+                get_logger(symbol=request.symbol, plugin=formatter.name).error(
+                    "formatter failed; its part of the prompt is skipped", error=f"{type(exc).__name__}: {exc}"
+                )
+        return prompt
+
+    def synthesize(self, request: SynthesisRequest) -> tuple[Synthesis, str, str | None]:
+        """The primary synthesizer's answer, or the fallback's with the reason it was needed."""
+        assert self.synthesizer is not None
+        log = get_logger(symbol=request.symbol)
+        try:
+            answer = self.synthesizer.synthesize(request)
+            return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer), self.synthesizer.name, None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if self.fallback is None:
+                raise
+            log.warning("synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason)
+        answer = self.fallback.synthesize(request)
+        return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer), self.fallback.name, reason
+
+    def fetch_context(self, symbol: str) -> tuple[MarketContext | None, str | None]:
+        errors = []
+        for name in self.config.context_feeds:
+            try:
+                context = self.feeds[name].fetch_context(symbol)
+                if context is not None:
+                    return context, None
+                errors.append(f"{name}: no context for {symbol}")
+            except Exception as exc:
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        return None, ("; ".join(errors) or None)
+
+    def process_symbol(self, symbol: str) -> Signal | None:
+        """One symbol through feeds, theories, formatters and synthesizer; None when it must be skipped."""
+        log = get_logger(symbol=symbol, run_id=self.run_id)
+        engine = self.config.engine
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        feed = self.feeds[self.config.candle_feed] if self.config.candle_feed else None
+        if feed is None:
+            raise StartupError("no candle feed is enabled")
+        try:
+            candles = feed.fetch_candles(symbol, engine.granularity, engine.lookback)
+        except EndOfData:
+            raise
+        except Exception as exc:
+            log.error("feed failed; symbol skipped this iteration", plugin=feed.name, error=f"{type(exc).__name__}: {exc}")
+            return None
+        if candles is None or len(candles) == 0:
+            log.warning("feed returned no usable candles; symbol skipped this iteration", plugin=feed.name)
+            return None
+        candles = candles.tail(engine.lookback)
+        context, context_error = self.fetch_context(symbol) if self.config.context_feeds else (None, None)
+        timings["feed"] = (time.perf_counter() - started) * 1000
+
+        mark = time.perf_counter()
+        results = self.analyze(candles)
+        timings["theories"] = (time.perf_counter() - mark) * 1000
+
+        request = PromptRequest(
+            symbol=symbol, granularity=engine.granularity, bar_time=candles.last_time,
+            price=candles.last_price, results=results, context=context,
+        )
+        mark = time.perf_counter()
+        prompt = self.build_prompt(request) if self.formatters else ""
+        timings["formatters"] = (time.perf_counter() - mark) * 1000
+
+        mark = time.perf_counter()
+        try:
+            synthesis, synthesizer_name, fallback_reason = self.synthesize(SynthesisRequest(**request.model_dump(), prompt=prompt))
+        except Exception as exc:
+            log.error("no synthesizer produced a signal; symbol skipped", error=f"{type(exc).__name__}: {exc}")
+            return None
+        timings["synthesizer"] = (time.perf_counter() - mark) * 1000
+
+        return Signal(
+            symbol=symbol,
+            granularity=engine.granularity,
+            bar_time=candles.last_time,
+            direction=synthesis.direction,
+            confidence=synthesis.confidence,
+            price=candles.last_price,
+            reasoning=synthesis.reasoning,
+            synthesizer=synthesizer_name,
+            fallback_reason=fallback_reason,
+            attempts=synthesis.attempts,
+            usage=synthesis.usage,
+            theory_results=results,
+            context=context,
+            context_error=context_error,
+            prompt=prompt or None,
+            run_id=self.run_id,
+            config_hash=self.config.config_hash(),
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+        )
+
+    def store(self, signal: Signal) -> int:
+        """Hand a signal to every sink; one failing sink never stops the others. Returns sinks that stored it."""
+        log = get_logger(symbol=signal.symbol, run_id=self.run_id)
+        stored = 0
+        mark = time.perf_counter()
+        for sink in self.sinks:
+            try:
+                if sink.write(signal):
+                    stored += 1
+                    log.info("signal stored", plugin=sink.name, direction=signal.direction, bar_time=signal.bar_time.isoformat())
+                else:
+                    log.info("signal already stored; not duplicated", plugin=sink.name, bar_time=signal.bar_time.isoformat())
+            except Exception as exc:
+                log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
+        signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
+        return stored
+
+    def run_info(self) -> RunInfo:
+        from . import __version__
+
+        versions = {}
+        for kind, names in self.config.enabled.items():
+            for name in names:
+                component = self.registry.get(kind, name)
+                if component is not None:
+                    versions[f"{kind}:{name}"] = component.version
+        return RunInfo(
+            run_id=self.run_id,
+            config_hash=self.config.config_hash(),
+            v7_version=__version__,
+            plugin_versions=versions,
+            config_path=str(self.config.path) if self.config.path else None,
+        )
+
+    def open(self) -> None:
+        info = self.run_info()
+        for sink in self.sinks:
+            sink.open(info, get_logger(plugin=sink.name, run_id=self.run_id))
+
+    def close(self) -> None:
+        for component in [*self.sinks, *self.feeds.values(), self.synthesizer, self.fallback]:
+            if component is None:
+                continue
+            try:
+                component.close()
+            except Exception as exc:
+                get_logger(plugin=component.name).error("close failed", error=f"{type(exc).__name__}: {exc}")
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, iterations: int | None = None, symbols: list[str] | None = None, stop: threading.Event | None = None) -> list[Signal]:
+        """Run the main loop; returns the signals produced (stored or not)."""
+        stop = stop or threading.Event()
+        symbols = symbols or self.config.engine.symbols
+        live = any(feed.live for feed in self.feeds.values())
+        ended: set[str] = set()
+        produced: list[Signal] = []
+        log = get_logger(run_id=self.run_id)
+        log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config.config_hash())
+        self.open()
+        try:
+            iteration = 0
+            with ThreadPoolExecutor(max_workers=min(self.config.engine.symbol_workers, len(symbols)), thread_name_prefix="symbol") as pool:
+                while not stop.is_set() and (iterations is None or iteration < iterations):
+                    iteration += 1
+                    started = time.monotonic()
+                    active = [s for s in symbols if s not in ended]
+                    if not active:
+                        log.info("every symbol reached the end of its data; stopping")
+                        break
+                    futures = {s: pool.submit(self.process_symbol, s) for s in active}
+                    for symbol, future in futures.items():
+                        try:
+                            signal = future.result()
+                        except EndOfData as exc:
+                            ended.add(symbol)
+                            log.info("feed has no more data for symbol", symbol=symbol, reason=str(exc))
+                            continue
+                        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
+                            log.exception("processing failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+                            continue
+                        if signal is None:
+                            continue
+                        self.store(signal)
+                        self._log_signal(signal)
+                        produced.append(signal)
+                    if live and (iterations is None or iteration < iterations):
+                        stop.wait(max(0.0, self.config.engine.interval_seconds - (time.monotonic() - started)))
+        finally:
+            self.close()
+            log.info("run stopped", signals=len(produced))
+        return produced
+
+    def _log_signal(self, signal: Signal) -> None:
+        log = get_logger(symbol=signal.symbol, run_id=self.run_id)
+        for result in signal.theory_results:
+            log.info(result.headline(), plugin=result.theory, status=result.status, elapsed_ms=round(result.elapsed_ms, 2))
+        log.info(
+            "signal",
+            direction=signal.direction,
+            confidence=round(signal.confidence, 3),
+            price=signal.price,
+            bar_time=signal.bar_time.isoformat(),
+            synthesizer=signal.synthesizer,
+            fallback_reason=signal.fallback_reason,
+            timings_ms=signal.timings_ms,
+        )

@@ -1,0 +1,275 @@
+"""The data that crosses plugin boundaries: candles, theory results, market context, signals.
+
+Everything here is light to import (no numpy at module level) so `v7 --help` and
+`v7 plugins` stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import pandas as pd
+
+Direction = Literal["BUY", "SELL", "HOLD"]
+TheoryStatus = Literal["ok", "insufficient_data", "error"]
+
+GRANULARITY_SECONDS: dict[str, int] = {
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "1h": 3600,
+    "6h": 21600,
+    "1d": 86400,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Candle(BaseModel):
+    """One OHLCV bar; `timestamp` is the bar's open in unix seconds (UTC)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    timestamp: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+@dataclass(frozen=True)
+class CandleSeries:
+    """A validated, oldest-first run of candles for one symbol, held as numpy arrays.
+
+    Theories get this rather than a DataFrame because slicing arrays is what keeps five
+    theories on 1,000 candles inside a few milliseconds.
+    """
+
+    symbol: str
+    granularity: str
+    timestamp: "np.ndarray"
+    open: "np.ndarray"
+    high: "np.ndarray"
+    low: "np.ndarray"
+    close: "np.ndarray"
+    volume: "np.ndarray"
+    gaps: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.close.shape[0])
+
+    @property
+    def last_time(self) -> datetime:
+        return datetime.fromtimestamp(int(self.timestamp[-1]), timezone.utc)
+
+    @property
+    def last_price(self) -> float:
+        return float(self.close[-1])
+
+    def tail(self, n: int) -> "CandleSeries":
+        """The last `n` candles (all of them when there are fewer)."""
+        return self.slice(max(0, len(self) - n), len(self))
+
+    def slice(self, start: int, stop: int) -> "CandleSeries":
+        return CandleSeries(
+            symbol=self.symbol,
+            granularity=self.granularity,
+            timestamp=self.timestamp[start:stop],
+            open=self.open[start:stop],
+            high=self.high[start:stop],
+            low=self.low[start:stop],
+            close=self.close[start:stop],
+            volume=self.volume[start:stop],
+            gaps=self.gaps,
+            dropped=self.dropped,
+        )
+
+    def to_frame(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "timestamp": self.timestamp,
+                "open": self.open,
+                "high": self.high,
+                "low": self.low,
+                "close": self.close,
+                "volume": self.volume,
+            }
+        )
+
+
+class TheoryFinding(BaseModel):
+    """What a theory's `analyze` returns; the core adds name, version, status and timing."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    bias: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="-1 strongly bearish … +1 strongly bullish; None when the theory is not directional.",
+    )
+    confidence: float = Field(ge=0.0, le=1.0)
+    label: str = Field(min_length=1, max_length=40)
+    interpretation: str = Field(min_length=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("bias", "confidence")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite_metrics(cls, metrics: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"metrics must be finite numbers; not finite: {', '.join(bad)}")
+        return metrics
+
+
+class TheoryResult(BaseModel):
+    """One theory's verdict on one symbol at one bar, as stored and shown everywhere."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    theory: str
+    version: str
+    status: TheoryStatus
+    bias: float | None = Field(default=None, ge=-1.0, le=1.0)
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    label: str = ""
+    interpretation: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    message: str | None = Field(default=None, description="Why the theory abstained or failed.")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def headline(self) -> str:
+        """The one-line form used in logs, e.g. `hurst_exponent: 0.612 (trending)`."""
+        if not self.ok:
+            return f"{self.theory}: {self.status} ({self.message})"
+        value = next(iter(self.metrics.values()), None)
+        shown = f"{value:.4g}" if value is not None else "-"
+        return f"{self.theory}: {shown} ({self.label})"
+
+
+class MarketContext(BaseModel):
+    """Market-wide facts for a symbol from a context feed such as CoinGecko; every field optional."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    source: str
+    price: float | None = None
+    market_cap: float | None = None
+    market_cap_rank: int | None = None
+    volume_24h: float | None = None
+    change_1h_pct: float | None = None
+    change_24h_pct: float | None = None
+    change_7d_pct: float | None = None
+    total_market_cap: float | None = None
+    total_market_cap_change_24h_pct: float | None = None
+    btc_dominance_pct: float | None = None
+    eth_dominance_pct: float | None = None
+    fetched_at: datetime = Field(default_factory=utc_now)
+
+
+class PromptRequest(BaseModel):
+    """What prompt formatters see: the theory results in config order and the market."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
+
+    symbol: str
+    granularity: str
+    bar_time: datetime
+    price: float
+    results: list[TheoryResult]
+    context: MarketContext | None = None
+
+
+class TokenUsage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hit_tokens: int = 0
+    cache_miss_tokens: int = 0
+    cost: float = 0.0
+
+
+class SynthesisRequest(PromptRequest):
+    """What a synthesizer sees: the prompt request plus the composed prompt text."""
+
+    prompt: str = ""
+
+
+class Synthesis(BaseModel):
+    """A synthesizer's answer; the core turns it into a `Signal`."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    direction: Direction
+    confidence: float = Field(ge=0.0, le=1.0)
+    reasoning: str = ""
+    attempts: int = 1
+    usage: TokenUsage | None = None
+
+
+class Signal(BaseModel):
+    """The engine's output for one symbol at one bar."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    symbol: str
+    granularity: str
+    bar_time: datetime
+    created_at: datetime = Field(default_factory=utc_now)
+    direction: Direction
+    confidence: float = Field(ge=0.0, le=1.0)
+    price: float
+    reasoning: str = ""
+    synthesizer: str
+    fallback_reason: str | None = None
+    attempts: int = 1
+    usage: TokenUsage | None = None
+    theory_results: list[TheoryResult] = Field(default_factory=list)
+    context: MarketContext | None = None
+    context_error: str | None = None
+    prompt: str | None = None
+    run_id: str | None = None
+    config_hash: str | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+    def failed_theories(self) -> list[TheoryResult]:
+        return [r for r in self.theory_results if not r.ok]
+
+
+class RunInfo(BaseModel):
+    """What sinks learn when a run starts."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    run_id: str
+    config_hash: str
+    started_at: datetime = Field(default_factory=utc_now)
+    v7_version: str
+    plugin_versions: dict[str, str] = Field(default_factory=dict)
+    config_path: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,93 @@
+"""Replay feed: real history stepped one bar per iteration, as if live, with no network.
+
+Default data: the bundled Coinbase hourly BTC-USD and ETH-USD candles (see v7/data/candles/README.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from v7 import CandleSeries, EndOfData, Feed, PluginConfig, hookimpl
+
+
+class ReplayConfig(PluginConfig):
+    path: Path | None = Field(
+        default=None, description="A candle CSV file, or a folder of <SYMBOL>.csv files; default: the bundled data"
+    )
+    start: datetime | None = Field(
+        default=None, description="First bar to emit (UTC); default: the first bar with a full lookback behind it"
+    )
+    step: int = Field(default=1, ge=1, description="Bars to advance per iteration")
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def bundled_candles_dir() -> Path:
+    return Path(str(resources.files("v7.data") / "candles"))
+
+
+class ReplayFeed(Feed):
+    """Walks a cursor through stored candles; each `fetch_candles` reveals one more bar."""
+
+    name = "replay"
+    version = "1.0"
+    provides: ClassVar[frozenset[str]] = frozenset({"candles"})
+    live: ClassVar[bool] = False
+    Config = ReplayConfig
+
+    def __init__(self, config: ReplayConfig | None = None) -> None:
+        super().__init__(config)
+        self._history: dict[str, CandleSeries] = {}
+        self._cursor: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _source_file(self, symbol: str) -> Path:
+        path = self.config.path or bundled_candles_dir()
+        if path.is_dir():
+            candidate = path / f"{symbol}.csv"
+            if not candidate.exists():
+                available = sorted(p.stem for p in path.glob("*.csv"))
+                raise FileNotFoundError(f"no candles for {symbol} in {path} (available: {', '.join(available) or 'none'})")
+            return candidate
+        return path
+
+    def _load(self, symbol: str, granularity: str) -> CandleSeries:
+        from v7.core.candles import read_candles_csv
+
+        if symbol not in self._history:
+            self._history[symbol] = read_candles_csv(self._source_file(symbol), symbol, granularity)
+        return self._history[symbol]
+
+    def fetch_candles(self, symbol: str, granularity: str, lookback: int) -> CandleSeries | None:
+        import numpy as np
+
+        with self._lock:
+            history = self._load(symbol, granularity)
+            if symbol not in self._cursor:
+                if self.config.start is not None:
+                    first = int(np.searchsorted(history.timestamp, int(self.config.start.timestamp()), side="left"))
+                else:
+                    first = min(lookback, len(history)) - 1
+                self._cursor[symbol] = max(first, 0)
+            else:
+                self._cursor[symbol] += self.config.step
+            cursor = self._cursor[symbol]
+        if cursor >= len(history):
+            raise EndOfData(f"replay of {symbol} reached its last bar ({history.last_time.isoformat()})")
+        return history.slice(max(0, cursor + 1 - lookback), cursor + 1)
+
+
+@hookimpl
+def register_feeds(register):
+    register(ReplayFeed)

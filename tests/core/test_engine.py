@@ -1,0 +1,149 @@
+"""The engine: theory isolation, config order everywhere, fallback, and sinks that fail alone."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from plugin_samples import SamplePlugin
+from v7 import Sink, Synthesizer, hookimpl
+from v7.core.candles import read_candles_csv
+from v7.core.config import validate_config
+from v7.core.engine import Pipeline, run_theory
+from v7.core.registry import PluginSource, load_registry
+from helpers import BTC_CSV
+
+
+class FailingSynthesizer(Synthesizer):
+    name = "failing"
+
+    def synthesize(self, request):
+        raise ConnectionError("upstream is down")
+
+
+class BrokenSink(Sink):
+    name = "broken"
+
+    def write(self, signal):
+        raise OSError("disk on fire")
+
+
+class MorePlugins:
+    @hookimpl
+    def register_synthesizers(self, register):
+        register(FailingSynthesizer)
+
+    @hookimpl
+    def register_sinks(self, register):
+        register(BrokenSink)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    registry = load_registry()
+    registry.add_plugin(SamplePlugin(), PluginSource("samples", "v7-test-samples", "1.0"))
+    registry.add_plugin(MorePlugins(), PluginSource("more", "v7-test-more", "1.0"))
+    return registry
+
+
+@pytest.fixture(scope="module")
+def candles():
+    return read_candles_csv(BTC_CSV, "BTC-USD").tail(400)
+
+
+def pipeline_for(registry, tmp_path, theories, **sections):
+    raw = {
+        "engine": {"symbols": ["BTC-USD"], "lookback": 400, "theory_timeout_seconds": 1.0},
+        "theories": {"enabled": theories},
+        "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}},
+        **sections,
+    }
+    return Pipeline.build(validate_config(raw, registry), registry)
+
+
+@pytest.mark.parametrize(
+    "name, status, message",
+    [
+        ("raising", "error", "ZeroDivisionError: boom in analyze"),
+        ("hanging", "error", "timed out after 1 s"),
+        ("invalid", "error", "invalid output: bias"),
+        ("not_a_finding", "error", "invalid output"),
+        ("abstaining", "insufficient_data", "series is flat"),
+    ],
+)
+def test_a_misbehaving_theory_becomes_an_error_result(registry, tmp_path, candles, name, status, message):
+    pipeline = pipeline_for(registry, tmp_path, ["constant", name])
+    signal = pipeline.process_symbol("BTC-USD")
+    assert signal is not None  # produced from the others
+    assert [r.theory for r in signal.theory_results] == ["constant", name]
+    failed = signal.theory_results[1]
+    assert failed.status == status
+    assert message in failed.message
+    assert signal.theory_results[0].ok
+    assert signal.direction == "BUY"  # the constant theory's +0.5 still counts
+
+
+def test_too_few_candles_is_insufficient_data_not_a_guess(registry, candles):
+    theory = registry.get("theory", "constant").cls()
+    result = run_theory(theory, candles.tail(3), timeout=5)
+    assert result.status == "insufficient_data"
+    assert "needs 5 candles, got 3" in result.message
+    assert result.bias is None
+
+
+def test_config_order_is_the_order_everywhere(registry, tmp_path):
+    orders = (["kalman_filter", "monte_carlo", "hurst_exponent"], ["hurst_exponent", "kalman_filter", "monte_carlo"])
+    for index, order in enumerate(orders):
+        pipeline = pipeline_for(registry, tmp_path / str(index), order)
+        signals = pipeline.run(iterations=1)
+        assert [r.theory for r in signals[0].theory_results] == order
+        prompt = signals[0].prompt
+        positions = [prompt.index(f"### {name}") for name in order]
+        assert positions == sorted(positions)
+        db = sqlite3.connect(tmp_path / str(index) / "v7.db")
+        stored = [row[0] for row in db.execute("SELECT theory FROM theory_results ORDER BY position")]
+        assert stored == order
+
+
+def test_a_theory_not_listed_does_not_run(registry, tmp_path):
+    signal = pipeline_for(registry, tmp_path, ["monte_carlo"]).process_symbol("BTC-USD")
+    assert [r.theory for r in signal.theory_results] == ["monte_carlo"]
+
+
+def test_fallback_synthesizer_records_why(registry, tmp_path):
+    pipeline = pipeline_for(registry, tmp_path, ["constant"], synthesizer={"use": "failing", "fallback": "consensus"})
+    signal = pipeline.process_symbol("BTC-USD")
+    assert signal.synthesizer == "consensus"
+    assert signal.fallback_reason == "ConnectionError: upstream is down"
+
+
+def test_one_failing_sink_does_not_stop_the_others(registry, tmp_path, capsys):
+    from v7.core.logs import configure_logging
+
+    configure_logging("info", json_lines=True)
+    pipeline = pipeline_for(registry, tmp_path, ["constant"], sinks={"enabled": ["broken", "sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}})
+    signals = pipeline.run(iterations=2)
+    assert len(signals) == 2
+    rows = sqlite3.connect(tmp_path / "v7.db").execute("SELECT count(*) FROM signals").fetchone()[0]
+    assert rows == 2
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    failures = [line for line in lines if line["event"] == "sink failed to store signal"]
+    assert len(failures) == 2 and failures[0]["plugin"] == "broken" and "disk on fire" in failures[0]["error"]
+
+
+def test_same_bar_same_config_is_stored_once(registry, tmp_path):
+    first = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=2)
+    second = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=2)
+    assert [s.bar_time for s in first] == [s.bar_time for s in second]
+    db = sqlite3.connect(tmp_path / "v7.db")
+    assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM theory_results").fetchone()[0] == 2
+
+
+def test_replay_steps_one_bar_per_iteration(registry, tmp_path):
+    signals = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=3)
+    times = [int(s.bar_time.timestamp()) for s in signals]
+    assert [b - a for a, b in zip(times, times[1:])] == [3600, 3600]
+    assert all(s.theory_results[0].metrics["bars"] == 400 for s in signals)

@@ -1,0 +1,73 @@
+"""V7: a signal engine for crypto markets. Everything a plugin author needs is importable from here.
+
+    from v7 import hookimpl, Theory, TheoryConfig, TheoryFinding, CandleSeries
+
+    class MyTheory(Theory):
+        name = "my_theory"
+        def analyze(self, candles: CandleSeries) -> TheoryFinding: ...
+
+    @hookimpl
+    def register_theories(register):
+        register(MyTheory)
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Names resolve on first use, so `v7 --help` does not pay for pydantic and friends.
+_EXPORTS: dict[str, str] = {
+    "hookimpl": "v7.core.hookspecs",
+    "hookspec": "v7.core.hookspecs",
+    "Component": "v7.core.components",
+    "Feed": "v7.core.components",
+    "InsufficientData": "v7.core.components",
+    "PluginConfig": "v7.core.components",
+    "PromptFormatter": "v7.core.components",
+    "Sink": "v7.core.components",
+    "Synthesizer": "v7.core.components",
+    "Theory": "v7.core.components",
+    "TheoryConfig": "v7.core.components",
+    "EndOfData": "v7.core.components",
+    "Candle": "v7.core.models",
+    "CandleSeries": "v7.core.models",
+    "Direction": "v7.core.models",
+    "MarketContext": "v7.core.models",
+    "PromptRequest": "v7.core.models",
+    "RunInfo": "v7.core.models",
+    "Signal": "v7.core.models",
+    "Synthesis": "v7.core.models",
+    "SynthesisRequest": "v7.core.models",
+    "TheoryFinding": "v7.core.models",
+    "TheoryResult": "v7.core.models",
+    "TokenUsage": "v7.core.models",
+    "analyze": "v7.core.api",
+    "__version__": "v7.core",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'v7' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from v7.core import __version__
+    from v7.core.api import analyze
+    from v7.core.components import (
+        Component, EndOfData, Feed, InsufficientData, PluginConfig, PromptFormatter, Sink, Synthesizer, Theory, TheoryConfig,
+    )
+    from v7.core.hookspecs import hookimpl, hookspec
+    from v7.core.models import (
+        Candle, CandleSeries, Direction, MarketContext, PromptRequest, RunInfo, Signal, Synthesis,
+        SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage,
+    )
