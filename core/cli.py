@@ -287,6 +287,12 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# Commands that live in their own modules (each imports only click at module level).
+from .commands import register_commands  # noqa: E402
+
+register_commands(cli)
+
+
 def main() -> None:
     cli(prog_name="v7")
 

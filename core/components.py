@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .models import CandleSeries, TokenUsage, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import structlog
@@ -39,6 +39,16 @@ class EndOfData(Exception):
 
 class StartupError(Exception):
     """A problem that stops `v7 run` before any data is fetched."""
+
+
+class SynthesisFailed(Exception):
+    """Raised by a synthesizer that gave up; the fallback takes over and the signal keeps these facts."""
+
+    def __init__(self, reason: str, attempts: int = 1, usage: "TokenUsage | None" = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+        self.usage = usage
 
 
 class Component:

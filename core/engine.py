@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .components import EndOfData, Feed, InsufficientData, StartupError, PromptFormatter, Sink, Synthesizer, Theory
+from .components import EndOfData, Feed, InsufficientData, PromptFormatter, Sink, StartupError, SynthesisFailed, Synthesizer, Theory
 from .config import V7Config
 from .logs import get_logger
 from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
@@ -81,6 +81,10 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         message = f"invalid output: {problems}"
         return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
     return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
+
+
+def _checked(answer: Any) -> Synthesis:
+    return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer)
 
 
 @dataclass
@@ -153,19 +157,26 @@ class Pipeline:
         return prompt
 
     def synthesize(self, request: SynthesisRequest) -> tuple[Synthesis, str, str | None]:
-        """The primary synthesizer's answer, or the fallback's with the reason it was needed."""
+        """The primary synthesizer's answer, or the fallback's with the reason it was needed.
+
+        The returned synthesis counts the primary's attempts and token usage too: a fallback
+        signal still shows what the failed LLM calls cost.
+        """
         assert self.synthesizer is not None
         log = get_logger(symbol=request.symbol)
         try:
-            answer = self.synthesizer.synthesize(request)
-            return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer), self.synthesizer.name, None
+            return _checked(self.synthesizer.synthesize(request)), self.synthesizer.name, None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
             if self.fallback is None:
                 raise
+            reason = exc.reason if isinstance(exc, SynthesisFailed) else f"{type(exc).__name__}: {exc}"
+            attempts = exc.attempts if isinstance(exc, SynthesisFailed) else 1
+            usage = exc.usage if isinstance(exc, SynthesisFailed) else None
             log.warning("synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason)
-        answer = self.fallback.synthesize(request)
-        return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer), self.fallback.name, reason
+        answer = _checked(self.fallback.synthesize(request))
+        answer.attempts = attempts
+        answer.usage = usage
+        return answer, self.fallback.name, reason
 
     def fetch_context(self, symbol: str) -> tuple[MarketContext | None, str | None]:
         errors = []

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "PromptFormatter": "v7.core.components",
     "Sink": "v7.core.components",
     "Synthesizer": "v7.core.components",
+    "SynthesisFailed": "v7.core.components",
     "Theory": "v7.core.components",
     "TheoryConfig": "v7.core.components",
     "EndOfData": "v7.core.components",
@@ -64,7 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core import __version__
     from v7.core.api import analyze
     from v7.core.components import (
-        Component, EndOfData, Feed, InsufficientData, PluginConfig, PromptFormatter, Sink, Synthesizer, Theory, TheoryConfig,
+        Component, EndOfData, Feed, InsufficientData, PluginConfig, PromptFormatter, Sink, SynthesisFailed, Synthesizer, Theory,
+        TheoryConfig,
     )
     from v7.core.hookspecs import hookimpl, hookspec
     from v7.core.models import (

@@ -1,0 +1,52 @@
+"""The candle CSV format and validation at the feed boundary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from v7.core.candles import read_candles_csv, series_from_frame
+
+
+def test_csv_in_any_order_with_iso_or_unix_timestamps(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-01T02:00:00Z,3,4,2,3.5,1\n"
+        "1704067200,1,2,0.5,1.5,1\n"
+        "2024-01-01T01:00:00+00:00,2,3,1,2.5,1\n"
+    )
+    series = read_candles_csv(path, "BTC-USD")
+    assert series.timestamp.tolist() == [1704067200, 1704070800, 1704074400]
+    assert series.close.tolist() == [1.5, 2.5, 3.5]
+    assert series.gaps == 0 and series.dropped == {}
+
+
+def test_bad_rows_are_dropped_and_counted():
+    frame = pd.DataFrame(
+        {
+            "timestamp": [0, 3600, 7200, 10800, 14400, 18000, 18000, 28800, "garbage"],
+            "open": [1, 1, 1, np.nan, -1, 1, 1, 1, 1],
+            "high": [2, 0.5, 2, 2, 2, 2, 2, 2, 2],
+            "low": [0.5, 0.5, 1.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+            "close": [1.5, 1, 1, 1, 1, 1.2, 1.3, 1, 1],
+            "volume": [1, 1, 1, 1, 1, 1, 1, 1, 1],
+        }
+    )
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    assert series.dropped == {
+        "unreadable timestamp": 1,
+        "non-finite price": 1,
+        "non-positive price": 1,
+        "high below open/close": 1,
+        "low above open/close": 1,
+        "duplicate timestamp": 1,
+    }
+    assert series.timestamp.tolist() == [0, 18000, 28800]
+    assert series.close.tolist() == [1.5, 1.3, 1.0]  # the later duplicate wins
+    assert series.gaps == 4 + 2  # missing hours between 0→18000 and 18000→28800
+
+
+def test_millisecond_timestamps_are_normalised():
+    frame = pd.DataFrame({"timestamp": [1704067200000, 1704070800000], "open": [1, 1], "high": [1, 1], "low": [1, 1], "close": [1, 1]})
+    assert series_from_frame(frame).timestamp.tolist() == [1704067200, 1704070800]
