@@ -12,10 +12,11 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .components import PluginConfig
 from .models import GRANULARITY_SECONDS
@@ -23,7 +24,8 @@ from .registry import KIND_SECTION, Registry
 
 DEFAULT_THEORIES = ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"]
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,15}$")
-SECRET_KEY_PATTERN = re.compile(r"(key|secret|token|password|passphrase)", re.IGNORECASE)
+# Whole key names only: `api_key`, `secret`, `auth_token` are secrets; `max_tokens`, `api_key_env` are not.
+SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -67,12 +69,56 @@ class LoggingConfig(BaseModel):
     json_lines: bool = Field(default=False, alias="json")
 
 
+class BacktestConfig(BaseModel):
+    """`[backtest]`: how `v7 backtest` replays and scores history. Stored with each backtest result,
+    but not part of the config hash: these settings score signals, they do not shape them."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    horizon: int = Field(default=24, ge=1, le=100_000, description="bars ahead over which a signal's forward return is scored")
+    step: int = Field(default=1, ge=1, le=100_000, description="compute a signal every `step` bars; the position is kept in between")
+    fees_bps: float = Field(default=10.0, ge=0, le=10_000, description="fee per unit of position traded, in basis points")
+    slippage_bps: float = Field(default=5.0, ge=0, le=10_000, description="slippage per unit of position traded, in basis points")
+    short_on_sell: bool = Field(default=False, description="SELL goes short (true) or flat (false)")
+    hold_keeps_position: bool = Field(default=True, description="HOLD keeps the current position (true) or goes flat (false)")
+    start: datetime | None = Field(default=None, description="first signal bar (UTC); default: the first bar with a full lookback")
+    end: datetime | None = Field(default=None, description="last bar (UTC); default: the last bar of the history")
+    folds: int = Field(default=1, ge=1, le=1000, description="consecutive out-of-sample windows scored separately (walk-forward)")
+    workers: int = Field(default=0, ge=0, le=256, description="processes computing theories; 0 = one per available CPU core")
+    llm_call_cap: int = Field(default=200, ge=0, description="refuse a backtest estimated to make more LLM calls than this (unless --yes)")
+    lookahead_sample: int = Field(default=12, ge=1, le=100_000, description="signals recomputed by --check-lookahead")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class StatsConfig(BaseModel):
+    """`[stats]`: what `v7 stats` compares the stored signals with. Not part of the config hash."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    hold_target_min: float = Field(default=0.4, ge=0, le=1, description="lowest healthy share of HOLD signals")
+    hold_target_max: float = Field(default=0.7, ge=0, le=1, description="highest healthy share of HOLD signals")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "StatsConfig":
+        if self.hold_target_min > self.hold_target_max:
+            raise ValueError(f"hold_target_min ({self.hold_target_min}) must not exceed hold_target_max ({self.hold_target_max})")
+        return self
+
+
 @dataclass
 class V7Config:
     """The validated config: plugin lists in execution order and each plugin's config model."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     enabled: dict[str, list[str]] = field(default_factory=dict)
     plugin_configs: dict[tuple[str, str], PluginConfig] = field(default_factory=dict)
     synthesizer: str = "consensus"
@@ -101,22 +147,19 @@ class V7Config:
             "formatters": {"enabled": self.enabled["formatter"], **table("formatter")},
             "synthesizer": {"use": self.synthesizer, "fallback": self.fallback, **table("synthesizer")},
             "sinks": {"enabled": self.enabled["sink"], **table("sink")},
+            "backtest": self.backtest.model_dump(mode="json", exclude_none=True),
+            "stats": self.stats.model_dump(mode="json"),
         }
 
     def config_hash(self) -> str:
         """Identifies what shapes a signal: two runs with the same hash make the same signals."""
         data = self.effective()
         data.pop("logging", None)
+        data.pop("backtest", None)
+        data.pop("stats", None)
         data["engine"] = {k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "max_threads"}}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def active_plugins(self) -> list[tuple[str, str]]:
-        pairs = [(kind, name) for kind in ("feed", "theory", "formatter", "sink") for name in self.enabled[kind]]
-        pairs.append(("synthesizer", self.synthesizer))
-        if self.fallback:
-            pairs.append(("synthesizer", self.fallback))
-        return pairs
 
 
 def redact(data: Any, parent_key: str = "") -> Any:
@@ -125,7 +168,7 @@ def redact(data: Any, parent_key: str = "") -> Any:
         return {k: redact(v, k) for k, v in data.items()}
     if isinstance(data, list):
         return [redact(v, parent_key) for v in data]
-    if parent_key and SECRET_KEY_PATTERN.search(parent_key) and not parent_key.endswith("_env") and data not in (None, ""):
+    if parent_key and SECRET_KEY_PATTERN.search(parent_key) and data not in (None, ""):
         return "***"
     return data
 
@@ -185,12 +228,12 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     config = V7Config()
     raw = dict(raw)
 
-    known_sections = {"engine", "logging", *KIND_SECTION.values()}
+    known_sections = {"engine", "logging", "backtest", "stats", *KIND_SECTION.values()}
     for section in raw:
         if section not in known_sections:
             problems.append(f"{where}: {section}: unknown section; expected one of {', '.join(sorted(known_sections))}")
 
-    for key, model in (("engine", EngineConfig), ("logging", LoggingConfig)):
+    for key, model in (("engine", EngineConfig), ("logging", LoggingConfig), ("backtest", BacktestConfig), ("stats", StatsConfig)):
         value = raw.get(key, {})
         if not isinstance(value, dict):
             problems.append(f"{where}: {key}: got {_describe(value)}; expected a table")
@@ -237,7 +280,7 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
             problems.append(f"{where}: synthesizer.{key}: got {_describe(value)}; expected a plugin name (string)")
             continue
         _check_plugin_name(where, f"synthesizer.{key}", "synthesizer", value, registry, problems)
-    config.enabled["synthesizer"] = [n for n in (config.synthesizer, config.fallback) if n]
+    config.enabled["synthesizer"] = list(dict.fromkeys(n for n in (config.synthesizer, config.fallback) if n))
     for name, table in section.items():
         if name not in {"use", "fallback"}:
             _validate_plugin_table(where, "synthesizer", "synthesizer", name, table, registry, config, problems)

@@ -1,4 +1,8 @@
-"""structlog setup: readable lines by default, JSON lines with `--log-json`, always on stderr."""
+"""structlog setup: readable lines by default, JSON lines with `--log-json`, always on stderr.
+
+structlog is imported on first use: plugin modules import `get_logger` at module level, and
+structlog's console renderer pulls in rich, which `v7 plugins` must not pay for.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import logging
 import sys
 from typing import Any
 
-import structlog
-
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 def configure_logging(level: str = "info", json_lines: bool = False, stream: Any = None) -> None:
+    import structlog
+
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -31,4 +35,6 @@ def configure_logging(level: str = "info", json_lines: bool = False, stream: Any
 
 
 def get_logger(**context: Any) -> Any:
+    import structlog
+
     return structlog.get_logger("v7").bind(**context)

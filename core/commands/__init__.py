@@ -7,7 +7,11 @@ from importlib import import_module
 import click
 
 # module name → command objects it defines; add a line here when adding a command module.
-COMMAND_MODULES: dict[str, list[str]] = {}
+COMMAND_MODULES: dict[str, list[str]] = {
+    "stats": ["stats"],
+    "export": ["export"],
+    "backtest": ["backtest"],
+}
 
 
 def register_commands(group: click.Group) -> None:

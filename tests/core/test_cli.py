@@ -61,7 +61,7 @@ def test_sigterm_stops_cleanly_and_every_logged_signal_is_stored(tmp_path):
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     stored_lines = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     for line in process.stderr:
         if '"signal stored"' in line:
             stored_lines.append(json.loads(line))
@@ -69,7 +69,7 @@ def test_sigterm_stops_cleanly_and_every_logged_signal_is_stored(tmp_path):
                 process.send_signal(signal.SIGTERM)
                 break
         assert time.monotonic() < deadline
-    rest, _ = process.communicate(timeout=60)[::-1]
+    rest, _ = process.communicate(timeout=240)[::-1]
     stored_lines += [json.loads(line) for line in rest.splitlines() if '"signal stored"' in line]
     assert process.returncode == 0, rest
     assert "stop requested" in rest
@@ -114,7 +114,7 @@ def test_analyze_reports_unusable_csv(tmp_path):
     (tmp_path / "bad.csv").write_text("time,price\n1,2\n")
     result = run_v7("analyze", "--candles", "bad.csv", cwd=tmp_path)
     assert result.returncode == 2
-    assert "missing column(s) open, high, low, close" in result.stderr and "Traceback" not in result.stderr
+    assert "missing column(s) timestamp, open, high, low, close" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_symbols_option_overrides_config(tmp_path):

@@ -100,9 +100,9 @@ def test_config_check_accepts_the_repository_config():
 
 
 def test_redaction_hides_secrets_but_not_env_var_names():
-    data = {"synthesizer": {"x": {"api_key": "sk-live-123", "api_key_env": "DEEPSEEK_API_KEY", "token": "t", "model": "m"}}}
+    data = {"synthesizer": {"x": {"api_key": "sk-live-123", "api_key_env": "DEEPSEEK_API_KEY", "token": "t", "model": "m", "max_tokens": 300, "daily_token_budget": 5}}}
     shown = redact(data)["synthesizer"]["x"]
-    assert shown == {"api_key": "***", "api_key_env": "DEEPSEEK_API_KEY", "token": "***", "model": "m"}
+    assert shown == {"api_key": "***", "api_key_env": "DEEPSEEK_API_KEY", "token": "***", "model": "m", "max_tokens": 300, "daily_token_budget": 5}
 
 
 def test_config_show_prints_effective_config(tmp_path):

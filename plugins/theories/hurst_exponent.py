@@ -1,0 +1,196 @@
+"""Hurst exponent: does the price trend (persist), mean-revert (anti-persist) or walk at random?
+
+Estimator: the variogram of log price. For a fractional Brownian motion the variance of the
+k-bar change grows as k^(2H), so H is half the slope of log Var(log p[t+k] - log p[t]) on log k
+over small lags (1..10 by default). On exact fBm (Davies–Harte) it is unbiased to within 0.01 at
+250–1000 bars with an RMSE of ~0.03 at 1000 bars, and costs ~0.1 ms (see docs/theories.md).
+
+The label is NOT decided against 0.5: H is compared with the estimator's own random-walk band
+for the window length in use, found by running the same estimator on Gaussian random walks of
+that length (seeded, computed once per length and cached).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from pydantic import Field, model_validator
+
+from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+
+from ._common import SeriesConfig, clip, log_returns, window_closes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+NULL_CHUNK_ELEMENTS = 2_000_000  # random-walk paths are simulated in chunks of about this many numbers
+
+
+def variogram_hurst(log_price: "np.ndarray", lags: tuple[int, ...]) -> "np.ndarray":
+    """H from the variogram of log price; `log_price` is (n,) or (paths, n), H per path.
+
+    Increments are centred at each lag so a steady drift does not read as persistence.
+    """
+    import numpy as np
+
+    lag_array = np.asarray(lags, dtype=np.float64)
+    variances = []
+    for k in lags:
+        increments = log_price[..., k:] - log_price[..., :-k]
+        variances.append(increments.var(axis=-1))
+    stacked = np.stack(variances, axis=0)
+    # A lag without variation gives NaN rather than log(0) and its warning.
+    log_var = np.log(np.where(stacked > 0.0, stacked, np.nan))
+    log_lag = np.log(lag_array) - np.log(lag_array).mean()
+    centred = log_var - log_var.mean(axis=0)
+    slope = np.tensordot(log_lag, centred, axes=(0, 0)) / float(log_lag @ log_lag)
+    return slope / 2.0
+
+
+@lru_cache(maxsize=64)
+def random_walk_null(n: int, lags: tuple[int, ...], paths: int, seed: int) -> tuple[float, ...]:
+    """Sorted H estimates of `paths` Gaussian random walks of `n` prices (seeded, cached per length)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, n, 0x48555253])
+    per_chunk = max(1, NULL_CHUNK_ELEMENTS // n)
+    estimates = []
+    done = 0
+    while done < paths:
+        count = min(per_chunk, paths - done)
+        walks = np.cumsum(rng.standard_normal((count, n - 1)), axis=1)
+        walks = np.concatenate([np.zeros((count, 1)), walks], axis=1)
+        estimates.append(variogram_hurst(walks, lags))
+        done += count
+    return tuple(float(h) for h in np.sort(np.concatenate(estimates)))
+
+
+def quantile(sorted_values: tuple[float, ...], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted sequence."""
+    position = q * (len(sorted_values) - 1)
+    low = int(math.floor(position))
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+class HurstExponent(Theory):
+    """Trending / mean-reverting / random-walk regime from the Hurst exponent of log price."""
+
+    name = "hurst_exponent"
+    version = "1.0"
+    directional = True
+    default_min_candles = 250
+
+    class Config(SeriesConfig):
+        window: int = Field(
+            default=500, ge=100, le=20_000,
+            description="Bars analysed, the most recent ones (all given bars when fewer). 250 is the practical minimum.",
+        )
+        min_lag: int = Field(default=1, ge=1, le=50, description="Smallest lag (bars) of the variogram fit.")
+        max_lag: int = Field(default=10, ge=2, le=100, description="Largest lag (bars) of the variogram fit.")
+        false_alarm: float = Field(
+            default=0.05, gt=0.0, lt=0.5,
+            description="Share of pure random walks of this length labelled trending or mean_reverting (two-sided).",
+        )
+        drift_bars: int = Field(
+            default=24, ge=2, le=10_000,
+            description="Recent bars whose drift (trending) or deviation from their mean (mean_reverting) sets the bias sign.",
+        )
+        null_paths: int = Field(
+            default=2000, ge=200, le=20_000, description="Random walks simulated to calibrate the band (once per window length)."
+        )
+        seed: int = Field(default=7, ge=0, description="Seed of the random-walk calibration.")
+
+        @model_validator(mode="after")
+        def _lags(self) -> "HurstExponent.Config":
+            if self.max_lag <= self.min_lag:
+                raise ValueError("max_lag must be greater than min_lag")
+            if self.window < 10 * self.max_lag:
+                raise ValueError("window must be at least 10 × max_lag")
+            return self
+
+    def analyze(self, candles: CandleSeries) -> TheoryFinding:
+        import numpy as np
+
+        cfg = self.config
+        close = window_closes(candles, cfg.window, max(10 * cfg.max_lag, 3), cfg)
+        n = close.shape[0]
+        returns = log_returns(close)
+        log_price = np.log(close)
+        lags = tuple(range(cfg.min_lag, cfg.max_lag + 1))
+        hurst = float(variogram_hurst(log_price, lags))
+        if not math.isfinite(hurst):
+            raise InsufficientData("variogram undefined (a lag with no price change)")
+
+        null = random_walk_null(n, lags, cfg.null_paths, cfg.seed)
+        low = quantile(null, cfg.false_alarm / 2)
+        high = quantile(null, 1 - cfg.false_alarm / 2)
+        centre = quantile(null, 0.5)
+        if hurst > high:
+            label = "trending"
+            strength = (hurst - centre) / (high - centre)
+        elif hurst < low:
+            label = "mean_reverting"
+            strength = (centre - hurst) / (centre - low)
+        else:
+            label = "random_walk"
+            half_band = (high - centre) if hurst >= centre else (centre - low)
+            strength = abs(hurst - centre) / half_band
+        # 0.5 at the band edge, 1 at twice its distance from the random-walk median.
+        confidence = clip(strength / 2.0, 0.0, 1.0)
+
+        sigma = float(returns.std())
+        k = min(cfg.drift_bars, n - 1)
+        drift = float(log_price[-1] - log_price[-1 - k])
+        deviation = float(log_price[-1] - log_price[-k:].mean())
+        drift_z = drift / (sigma * math.sqrt(k)) if sigma > 0 else 0.0
+        # A random walk's last point sits ~sigma*sqrt(k/3) from the mean of its last k points.
+        deviation_z = deviation / (sigma * math.sqrt(k / 3.0)) if sigma > 0 else 0.0
+        if label == "trending":
+            bias = confidence * math.tanh(drift_z)
+            interpretation = (
+                f"H = {hurst:.3f} is above the random-walk band {low:.3f}–{high:.3f} for {n} bars: moves tend to persist; "
+                f"the last {k} bars moved {math.expm1(drift):+.2%}."
+            )
+        elif label == "mean_reverting":
+            bias = -confidence * math.tanh(deviation_z)
+            interpretation = (
+                f"H = {hurst:.3f} is below the random-walk band {low:.3f}–{high:.3f} for {n} bars: moves tend to reverse; "
+                f"price is {math.expm1(deviation):+.2%} from its {k}-bar mean."
+            )
+        else:
+            bias = 0.0
+            interpretation = (
+                f"H = {hurst:.3f} is inside the random-walk band {low:.3f}–{high:.3f} for {n} bars: no persistence to trade on."
+            )
+        return TheoryFinding(
+            bias=clip(bias, -1.0, 1.0),
+            confidence=confidence,
+            label=label,
+            interpretation=interpretation,
+            metrics={
+                "hurst": hurst,
+                "band_low": low,
+                "band_high": high,
+                "bars": float(n),
+                "drift": math.expm1(drift),
+                "deviation": math.expm1(deviation),
+            },
+        )
+
+    def prompt_section(self, result: TheoryResult) -> str | None:
+        if not result.ok:
+            return None
+        m = result.metrics
+        return (
+            f"**Hurst exponent** {m['hurst']:.3f} → {result.label} "
+            f"(random-walk band {m['band_low']:.3f}–{m['band_high']:.3f} over {m['bars']:.0f} bars); "
+            f"bias {result.bias:+.2f}, confidence {result.confidence:.2f}."
+        )
+
+
+@hookimpl
+def register_theories(register):
+    register(HurstExponent)

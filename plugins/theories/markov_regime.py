@@ -1,0 +1,295 @@
+"""Markov regime: is the market in its calm or its stressed volatility regime right now?
+
+A two-state Gaussian hidden Markov model (hmmlearn `GaussianHMM`, diagonal covariance) is fitted
+by EM to the window's log returns, z-scored first (hmmlearn's `covars_prior` is in data units²:
+on raw hourly returns it would swamp the variances). States are named by variance: `calm` and
+`stressed`; a trend word is added only when the two state means differ significantly.
+
+Fitting (deterministic): `restarts` starting points — one from the data (bars split at the median
+of a 10-bar local volatility) and `restarts − 1` drawn from one generator seeded with `seed`.
+Each runs `screen_iterations` EM steps; the best-scoring one is run to convergence (short-run
+EM, Biernacki et al. 2003). Set `screen_iterations = 0` to run every start to convergence and keep
+the best converged score instead (slower; on the bundled data both pick the same optimum in the
+windows measured, see docs/theories.md). Convergence is checked as `monitor_.iter < n_iter`
+(`monitor_.converged` is also True when EM merely ran out of iterations).
+
+The current regime is the FORWARD (filtered) probability of the last bar, computed here in log
+space from the fitted start/transition probabilities and the Gaussian emission likelihoods: it
+uses no bar after the one it describes. (`predict`/`predict_proba` smooth every bar but the last
+with later bars.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+from pydantic import Field
+
+from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+
+from ._common import SeriesConfig, clip, log_returns, window_closes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from hmmlearn.hmm import GaussianHMM
+
+LOG_FLOOR = 1e-300  # log(0) → about -690 instead of -inf and a warning
+
+
+class HmmParams(NamedTuple):
+    """A two-state, one-dimensional Gaussian HMM."""
+
+    startprob: "np.ndarray"  # (2,)
+    transmat: "np.ndarray"  # (2, 2)
+    means: "np.ndarray"  # (2,)
+    variances: "np.ndarray"  # (2,)
+
+
+def _quiet_monitor(tol: float, n_iter: int):
+    """A ConvergenceMonitor that records without logging, set per model (no global logging change)."""
+    from hmmlearn.base import ConvergenceMonitor
+
+    class QuietMonitor(ConvergenceMonitor):
+        def report(self, log_prob: float) -> None:
+            self.history.append(log_prob)
+            self.iter += 1
+
+    return QuietMonitor(tol, n_iter, False)
+
+
+def fit_em(x: "np.ndarray", start: HmmParams, n_iter: int, tol: float) -> "GaussianHMM":
+    """EM from the given parameters (hmmlearn, no random initialisation of its own)."""
+    from hmmlearn.hmm import GaussianHMM
+
+    model = GaussianHMM(
+        n_components=2, covariance_type="diag", n_iter=n_iter, tol=tol, init_params="",
+        implementation="scaling", verbose=False,
+    )
+    model.monitor_ = _quiet_monitor(tol, n_iter)
+    model.startprob_ = start.startprob
+    model.transmat_ = start.transmat
+    model.means_ = start.means.reshape(2, 1)
+    model.covars_ = start.variances.reshape(2, 1)
+    model.fit(x.reshape(-1, 1))
+    return model
+
+
+def params_of(model: "GaussianHMM") -> HmmParams:
+    return HmmParams(
+        model.startprob_.copy(), model.transmat_.copy(), model.means_[:, 0].copy(), model.covars_[:, 0, 0].copy()
+    )
+
+
+def starting_points(x: "np.ndarray", restarts: int, seed: int) -> list[HmmParams]:
+    """One data-driven start (local-volatility split) and `restarts - 1` seeded random ones."""
+    import numpy as np
+
+    variance = float(x.var())
+    width = 10
+    local = np.convolve(np.abs(x), np.ones(width) / width, mode="same")
+    high = local > np.median(local)
+    starts = []
+    if 2 <= high.sum() <= x.shape[0] - 2:
+        low_x, high_x = x[~high], x[high]
+        starts.append(HmmParams(
+            np.array([0.5, 0.5]),
+            np.array([[0.95, 0.05], [0.05, 0.95]]),
+            np.array([low_x.mean(), high_x.mean()]),
+            np.array([max(low_x.var(), 1e-3 * variance), max(high_x.var(), 1e-3 * variance)]),
+        ))
+    rng = np.random.default_rng(seed)
+    for _ in range(restarts - len(starts)):
+        stay = rng.uniform(0.80, 0.99, size=2)
+        starts.append(HmmParams(
+            np.array([0.5, 0.5]),
+            np.array([[stay[0], 1 - stay[0]], [1 - stay[1], stay[1]]]),
+            float(x.mean()) + rng.normal(0.0, 0.1, size=2),
+            variance * np.array([rng.uniform(0.1, 0.8), rng.uniform(1.2, 5.0)]),
+        ))
+    return starts
+
+
+def usable(params: HmmParams) -> bool:
+    """Finite parameters, positive variances and proper transition rows (no collapsed state)."""
+    values = [*params.startprob.tolist(), *params.transmat.ravel().tolist(), *params.means.tolist(), *params.variances.tolist()]
+    if not all(math.isfinite(v) for v in values):
+        return False
+    rows = params.transmat.sum(axis=1).tolist()
+    return min(params.variances.tolist()) > 0.0 and all(abs(r - 1.0) < 1e-6 for r in rows)
+
+
+def forward_filter(x: "np.ndarray", params: HmmParams) -> tuple[float, float, float]:
+    """Filtered P(state 0 | x[0..T]), P(state 1 | x[0..T]) at the last bar and the log-likelihood.
+
+    The forward recursion in log space: log α[t] = log b[t] + logsumexp(log α[t-1] + log A),
+    normalised every step (the normaliser summed is the log-likelihood).
+    """
+    import numpy as np
+
+    log_a = np.log(np.maximum(params.transmat, LOG_FLOOR)).tolist()
+    a00, a01 = log_a[0]
+    a10, a11 = log_a[1]
+    variances = params.variances
+    log_b = -0.5 * (np.log(2.0 * math.pi * variances) + (x[:, None] - params.means) ** 2 / variances)
+    b0 = log_b[:, 0].tolist()
+    b1 = log_b[:, 1].tolist()
+    log_start = np.log(np.maximum(params.startprob, LOG_FLOOR)).tolist()
+    exp, log1p = math.exp, math.log1p
+    l0 = log_start[0] + b0[0]
+    l1 = log_start[1] + b1[0]
+    log_likelihood = 0.0
+    for t in range(1, len(b0)):
+        z = l0 + log1p(exp(l1 - l0)) if l0 >= l1 else l1 + log1p(exp(l0 - l1))
+        log_likelihood += z
+        l0 -= z
+        l1 -= z
+        u, v = l0 + a00, l1 + a10
+        n0 = (u + log1p(exp(v - u)) if u >= v else v + log1p(exp(u - v))) + b0[t]
+        u, v = l0 + a01, l1 + a11
+        n1 = (u + log1p(exp(v - u)) if u >= v else v + log1p(exp(u - v))) + b1[t]
+        l0, l1 = n0, n1
+    z = l0 + log1p(exp(l1 - l0)) if l0 >= l1 else l1 + log1p(exp(l0 - l1))
+    return exp(l0 - z), exp(l1 - z), log_likelihood + z
+
+
+class MarkovRegime(Theory):
+    """Calm / stressed volatility regime from a two-state Gaussian HMM, read causally at the last bar."""
+
+    name = "markov_regime"
+    version = "1.0"
+    # A bias is given only when the regimes' mean returns differ significantly; otherwise None.
+    directional = True
+    default_min_candles = 200
+
+    class Config(SeriesConfig):
+        window: int = Field(default=500, ge=100, le=20_000, description="Bars fitted, the most recent ones.")
+        restarts: int = Field(default=3, ge=1, le=50, description="EM starting points: one from the data, the rest seeded random.")
+        screen_iterations: int = Field(
+            default=3, ge=0, le=100,
+            description="EM steps each start gets before the best is run to convergence; 0 = run every start to convergence.",
+        )
+        n_iter: int = Field(default=200, ge=200, le=10_000, description="Maximum EM iterations of a fit to convergence.")
+        tol: float = Field(default=1e-2, gt=0.0, le=1.0, description="EM stops when the log-likelihood gains less than this.")
+        mean_t: float = Field(
+            default=3.0, gt=0.0,
+            description="|t| of the difference of the state means from which the regimes count as trending (label, bias).",
+        )
+        seed: int = Field(default=7, ge=0, description="Seed of the random EM starting points.")
+
+    def fit(self, x: "np.ndarray") -> tuple[HmmParams, int]:
+        """Best converged two-state fit of z-scored returns and the EM iterations it took in total."""
+        cfg = self.config
+        starts = starting_points(x, cfg.restarts, cfg.seed)
+        total_iterations = 0
+        if cfg.screen_iterations > 0:
+            screened = []
+            for start in starts:
+                model = fit_em(x, start, cfg.screen_iterations, 0.0)
+                total_iterations += model.monitor_.iter
+                candidate = params_of(model)
+                if usable(candidate) and model.monitor_.history:
+                    screened.append((model.monitor_.history[-1], len(screened), candidate))
+            candidates = [c for _, _, c in sorted(screened, key=lambda s: (-s[0], s[1]))]
+            for candidate in candidates:
+                model = fit_em(x, candidate, cfg.n_iter, cfg.tol)
+                total_iterations += model.monitor_.iter
+                params = params_of(model)
+                if model.monitor_.iter < cfg.n_iter and usable(params):
+                    return params, total_iterations
+        else:
+            best = None
+            for start in starts:
+                model = fit_em(x, start, cfg.n_iter, cfg.tol)
+                total_iterations += model.monitor_.iter
+                params = params_of(model)
+                if model.monitor_.iter < cfg.n_iter and usable(params):
+                    score = model.monitor_.history[-1]
+                    if best is None or score > best[0]:
+                        best = (score, params)
+            if best is not None:
+                return best[1], total_iterations
+        raise InsufficientData(f"the regime model did not converge within {cfg.n_iter} EM iterations from any start")
+
+    def analyze(self, candles: CandleSeries) -> TheoryFinding:
+        import numpy as np
+
+        cfg = self.config
+        close = window_closes(candles, cfg.window, 50, cfg)
+        returns = log_returns(close)
+        centre = float(returns.mean())
+        scale = float(returns.std())
+        x = (returns - centre) / scale
+        params, iterations = self.fit(x)
+        p0, p1, log_likelihood = forward_filter(x, params)
+        if not (math.isfinite(p0) and math.isfinite(p1) and math.isfinite(log_likelihood)):
+            raise InsufficientData("the regime filter produced no finite probability")
+
+        stressed = int(np.argmax(params.variances))
+        calm = 1 - stressed
+        probability = (p0, p1)
+        current = 0 if p0 >= p1 else 1
+        other = 1 - current
+        means = centre + scale * params.means  # back to log-return units
+        stds = scale * np.sqrt(params.variances)
+        stay = float(params.transmat[current, current])
+        expected_duration = 1.0 / max(1.0 - stay, 1e-12)
+        # Occupancy of each state under the chain's stationary distribution, for the t of the means.
+        p01, p10 = float(params.transmat[0, 1]), float(params.transmat[1, 0])
+        stationary = np.array([p10, p01]) / (p01 + p10) if p01 + p10 > 0 else np.array([0.5, 0.5])
+        occupancy = np.maximum(stationary * returns.shape[0], 1.0)
+        mean_t = float((means[current] - means[other]) / math.sqrt((stds ** 2 / occupancy).sum()))
+
+        regime = "stressed" if current == stressed else "calm"
+        trending = abs(mean_t) >= cfg.mean_t
+        label = regime
+        bias = None
+        if trending:
+            label = f"{regime}_{'uptrend' if means[current] > 0 else 'downtrend'}"
+            # The regime's Sharpe ratio over its expected duration, discounted by how sure we are of it.
+            bias = clip(
+                probability[current] * math.tanh(means[current] / stds[current] * math.sqrt(expected_duration)), -1.0, 1.0
+            )
+        volatility_ratio = float(stds[stressed] / stds[calm])
+        # Two states with nearly the same volatility are one regime: shrink the confidence.
+        separation = clip((volatility_ratio - 1.0) / 0.5, 0.0, 1.0)
+        confidence = clip(2.0 * probability[current] - 1.0, 0.0, 1.0) * separation
+        interpretation = (
+            f"{probability[current]:.0%} probability of the {regime} regime (per-bar volatility {stds[current]:.2%}; "
+            f"stressed is {volatility_ratio:.1f}× as volatile as calm); such spells last ~{expected_duration:.0f} bars"
+            + (f"; it drifts {'up' if means[current] > 0 else 'down'} {means[current]:+.3%}/bar." if trending else ".")
+        )
+        return TheoryFinding(
+            bias=bias,
+            confidence=confidence,
+            label=label,
+            interpretation=interpretation,
+            metrics={
+                "regime_probability": float(probability[current]),
+                "stressed_probability": float(probability[stressed]),
+                "state_volatility": float(stds[current]),
+                "expected_duration": expected_duration,
+                "calm_volatility": float(stds[calm]),
+                "stressed_volatility": float(stds[stressed]),
+                "volatility_ratio": volatility_ratio,
+                "state_mean": float(means[current]),
+                "mean_difference_t": mean_t,
+                "log_likelihood": log_likelihood,
+                "em_iterations": float(iterations),
+                "bars": float(close.shape[0]),
+            },
+        )
+
+    def prompt_section(self, result: TheoryResult) -> str | None:
+        if not result.ok:
+            return None
+        m = result.metrics
+        return (
+            f"**Markov regime** {result.label} ({m['regime_probability']:.0%} filtered probability; volatility "
+            f"{m['state_volatility']:.2%}/bar, expected duration ~{m['expected_duration']:.0f} bars)."
+        )
+
+
+@hookimpl
+def register_theories(register):
+    register(MarkovRegime)

@@ -1,0 +1,166 @@
+"""`v7 backtest` as a user runs it: JSON output, report files, storage, --compare, the lookahead check, the LLM cap."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from helpers import BTC_CSV, REPO, make_distribution, run_v7
+
+CONFIG = """
+[engine]
+symbols = ["BTC-USD"]
+lookback = 300
+
+[feeds]
+enabled = ["replay"]
+[feeds.replay]
+path = "{csv}"
+
+[synthesizer]
+use = "consensus"
+{synthesizer}
+
+[sinks]
+enabled = ["sqlite"]
+[sinks.sqlite]
+path = "results.db"
+
+[backtest]
+horizon = 6
+step = 4
+fees_bps = 10
+slippage_bps = 5
+workers = 2
+lookahead_sample = 2
+"""
+
+
+def write_config(path, synthesizer="", extra=""):
+    path.write_text(CONFIG.format(csv=BTC_CSV.as_posix(), synthesizer=synthesizer) + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One real backtest: 24 bars of the bundled BTC history, JSON, report, lookahead check, stored."""
+    folder = tmp_path_factory.mktemp("backtest-cli")
+    write_config(folder / "a.toml")
+    result = run_v7(
+        "backtest", "--config", "a.toml", "--bars", "24", "--folds", "2", "--json", "--report", "report", "--check-lookahead",
+        cwd=folder,
+    )
+    return folder, result
+
+
+def test_json_output_report_and_lookahead_check(first_run):
+    folder, result = first_run
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["id"] == 1 and data["bars"] == 6 and data["symbols"][0]["symbol"] == "BTC-USD"
+    assert data["settings"]["horizon"] == 6 and data["settings"]["step"] == 4 and data["lookback"] == 300
+    scores = data["symbols"][0]["scores"]
+    assert scores["signals"] == 6 and set(scores["directions"]) == {"BUY", "SELL", "HOLD"}
+    assert {"total_return", "sharpe", "max_drawdown", "trades"} <= set(scores["strategy"])
+    assert [t["theory"] for t in scores["theories"]] == ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"]
+    assert len(data["symbols"][0]["folds"]) == 2 and "strategy_return" in data["symbols"][0]["fold_spread"]
+    assert data["lookahead"] == {"checked": 2, "differences": [], "error": None}
+    assert "Backtesting BTC-USD (6 signal bars)" in result.stderr
+    assert "Stored as backtest 1 in results.db." in result.stderr
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    assert summary["config_hash"] == data["config_hash"]
+    assert (folder / "report" / "chart-BTC-USD.png").stat().st_size > 10_000
+    assert (folder / "report" / "signals-BTC-USD.csv").read_text().count("\n") == 7
+    row = sqlite3.connect(folder / "results.db").execute("SELECT id, config_hash, bars, range_start, range_end FROM backtests").fetchone()
+    assert row[:3] == (1, data["config_hash"], 6) and row[3] < row[4]
+
+
+def test_compare_two_configurations_side_by_side(first_run):
+    folder, first = first_run
+    assert first.returncode == 0, first.stderr
+    # Another configuration (two theories, a lower threshold): a different config hash.
+    write_config(
+        folder / "b.toml", synthesizer="[synthesizer.consensus]\nbuy_threshold = 0.03\nsell_threshold = 0.03",
+        extra='\n[theories]\nenabled = ["hurst_exponent", "kalman_filter"]\n',
+    )
+    second = run_v7("backtest", "--config", "b.toml", "--bars", "24", cwd=folder)
+    assert second.returncode == 0, second.stderr
+    assert "BTC-USD" in second.stdout and "strategy vs buy-and-hold" in second.stdout and "Stored as backtest 2" in second.stderr
+    hash_a = json.loads(first.stdout)["config_hash"]
+    compared = run_v7("backtest", "--config", "a.toml", "--compare", hash_a, "2", cwd=folder)
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert lines[0].split() == ["A", f"({hash_a})", "B", "(2)"]
+    hash_line = next(line for line in lines if line.startswith("config hash"))
+    assert hash_a in hash_line and hash_line.split()[-1] != hash_a
+    assert any(line.startswith("BTC-USD BUY hit rate") for line in lines)
+    as_json = run_v7("backtest", "--db", "results.db", "--compare", "1", "2", "--json", cwd=folder)
+    assert as_json.returncode == 0, as_json.stderr
+    pair = json.loads(as_json.stdout)
+    assert (pair["a"]["id"], pair["b"]["id"]) == (1, 2)
+    missing = run_v7("backtest", "--db", "results.db", "--compare", "1", "99", cwd=folder)
+    assert missing.returncode == 2 and "no backtest with id or config hash '99'" in missing.stderr
+
+
+LEAKY = '''
+from v7 import Theory, TheoryFinding, hookimpl
+
+
+class Peeking(Theory):
+    """Reads the next close through the memory behind its window."""
+    name = "peeking"
+    directional = True
+    default_min_candles = 5
+
+    def analyze(self, candles):
+        import numpy as np
+        def whole(a):
+            return a.base if isinstance(a.base, np.ndarray) and a.base.ndim == 1 else a
+        stamps, closes = whole(candles.timestamp), whole(candles.close)
+        i = int(np.searchsorted(stamps, candles.timestamp[-1]))
+        bias = 0.0 if i + 1 >= closes.shape[0] else (1.0 if closes[i + 1] > closes[i] else -1.0)
+        return TheoryFinding(bias=bias, confidence=1.0, label="peeked", interpretation="next close")
+
+
+@hookimpl
+def register_theories(register):
+    register(Peeking)
+'''
+
+
+def test_check_lookahead_exits_1_and_names_the_leak(tmp_path):
+    site = make_distribution(tmp_path / "site", "v7-leaky", "1.0", {"leaky": "v7_leaky"}, {"v7_leaky": LEAKY})
+    write_config(tmp_path / "leaky.toml", extra='\n[theories]\nenabled = ["peeking"]\n')
+    result = run_v7("backtest", "--config", "leaky.toml", "--bars", "40", "--check-lookahead", "--no-store", cwd=tmp_path, extra_path=site)
+    assert result.returncode == 1, result.stderr
+    assert "Lookahead check:" in result.stdout and "difference(s) in 2 recomputed signal(s)" in result.stdout
+    assert "peeking.bias: backtest" in result.stdout and "recomputed 0.0" in result.stdout
+
+
+def test_llm_cap_refuses_before_any_call(tmp_path):
+    synthesizer = '[synthesizer.deepseek]\nbase_url = "http://127.0.0.1:9"\ncache_path = "cache.db"'
+    config = write_config(tmp_path / "llm.toml", synthesizer=synthesizer, extra='llm_call_cap = 10\n[theories]\nenabled = ["kalman_filter"]\n')
+    config.write_text(config.read_text().replace('use = "consensus"', 'use = "deepseek"\nfallback = "consensus"'))
+    result = run_v7("backtest", "--config", "llm.toml", "--bars", "200", "--no-store", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "LLM synthesizer 'deepseek': up to 50 calls" in result.stderr
+    assert "Error: refused: this backtest would make up to 50 LLM calls" in result.stderr and "--yes" in result.stderr
+    assert not (tmp_path / "cache.db").exists()
+
+
+def test_bad_options_are_clear_errors(tmp_path):
+    write_config(tmp_path / "c.toml")
+    result = run_v7("backtest", "--config", "c.toml", "--start", "yesterday", cwd=tmp_path)
+    assert result.returncode == 2 and "--start" in result.stderr and "ISO date" in result.stderr
+    result = run_v7("backtest", cwd=tmp_path)
+    assert result.returncode == 2 and "give --config" in result.stderr
+
+
+def test_the_command_module_stays_light():
+    code = "import sys, v7.core.cli; print(sorted(m for m in ('numpy', 'pandas', 'pydantic', 'v7.core.backtest') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,448 @@
+"""The sqlite sink: schema v2 and its migration from the frozen v1 schema, one transaction per
+signal, idempotence, clear errors and the spool when the database is locked, full or read-only,
+and readers that read while `v7 run` writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as signals
+import sqlite3
+import subprocess
+import sys
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from factory import FAST_THEORIES, LogCapture, iso, make_signal, run_info, write_config
+from helpers import run_v7
+from v7 import Signal
+from v7.plugins.sinks import sqlite as sqlite_sink
+from v7.plugins.sinks.sqlite import SCHEMA_VERSION, SqliteConfig, SqliteSink, SqliteSinkError, open_reader
+
+FIXTURE_V1 = Path(__file__).with_name("schema_v1.sql")
+
+
+def open_sink(path: Path, log: LogCapture | None = None, **config) -> SqliteSink:
+    sink = SqliteSink(SqliteConfig(path=path, **config))
+    sink.open(run_info(), log or LogCapture())
+    return sink
+
+
+def table_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> list[tuple]:
+    return db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid").fetchall()
+
+
+def shape(db: sqlite3.Connection) -> dict:
+    """Tables with their columns (name, type, not null, default, pk) and indexes with their columns."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    result = {}
+    for table in tables:
+        cols = [tuple(r[1:]) for r in db.execute(f"PRAGMA table_info({table})")]
+        indexes = sorted(
+            (r[1], r[2], tuple(c[2] for c in db.execute(f"PRAGMA index_info({r[1]!r})")))
+            for r in db.execute(f"PRAGMA index_list({table})")
+        )
+        result[table] = (cols, indexes)
+    return result
+
+
+# -- schema and migrations -----------------------------------------------------------------------
+
+
+def test_fresh_database_has_the_current_schema(tmp_path):
+    sink = open_sink(tmp_path / "v7.db")
+    assert sink.write(make_signal(0))
+    assert sink._connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    sink.close()
+    db = sqlite3.connect(tmp_path / "v7.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(2,)]
+    tables = shape(db)
+    assert set(tables) == {"schema_version", "migrations", "runs", "signals", "theory_results"}
+    signal_columns = [c[0] for c in tables["signals"][0]]
+    for column in ("symbol", "bar_time", "created_at", "direction", "confidence", "price", "synthesizer", "reasoning",
+                   "fallback_reason", "attempts", "prompt_tokens", "completion_tokens", "cache_hit_tokens",
+                   "cache_miss_tokens", "cost", "timings", "sink_ms", "stored_at", "config_hash"):
+        assert column in signal_columns
+    assert [c[0] for c in tables["theory_results"][0]] == [
+        "id", "signal_id", "position", "theory", "version", "status", "bias", "confidence", "label",
+        "interpretation", "message", "metrics", "elapsed_ms",
+    ]
+    assert [c[0] for c in tables["runs"][0]] == ["run_id", "config_hash", "config_path", "v7_version", "plugin_versions", "started_at", "stopped_at"]
+    indexes = {name: cols for name, _, cols in tables["signals"][1]}
+    assert indexes["signals_bar_time"] == ("bar_time",)
+    assert indexes["signals_created_at"] == ("created_at",)
+    assert indexes["signals_symbol_time"] == ("symbol", "bar_time")
+    assert indexes["signals_direction"] == ("direction",)
+    unique = [cols for name, is_unique, cols in tables["signals"][1] if is_unique and name.startswith("sqlite_autoindex")]
+    assert unique == [("symbol", "granularity", "bar_time", "config_hash")]
+    assert db.execute("SELECT count(*) FROM runs WHERE stopped_at IS NOT NULL").fetchone()[0] == 1
+
+
+def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
+    path = tmp_path / "v7.db"
+    db = sqlite3.connect(path)
+    db.executescript(FIXTURE_V1.read_text())
+    v1 = {table: [c[0] for c in cols] for table, (cols, _) in shape(db).items()}
+    before = {table: table_rows(db, table, cols) for table, cols in v1.items()}
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    assert len(before["signals"]) == 3 and len(before["theory_results"]) == 6
+    db.close()
+
+    log = LogCapture()
+    sink = open_sink(path, log)
+    assert ("info", "sqlite schema upgraded") in [(lvl, event) for lvl, event, _ in log.records]
+    # The fixture's ETH-USD bar (same key) is not stored again; a new bar is.
+    old = before["signals"][1]
+    assert old[2] == "ETH-USD"
+    duplicate = make_signal(0, symbol="ETH-USD", config_hash=old[13])
+    duplicate = duplicate.model_copy(update={"bar_time": duplicate.bar_time.replace(year=2025, month=1, day=6, hour=8)})
+    assert sink.write(duplicate) is False
+    assert sink.write(make_signal(1)) is True
+    sink.close()
+
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,)]
+    for table, cols in v1.items():
+        after = table_rows(db, table, cols)
+        if table == "runs":
+            assert after[0] == before["runs"][0]
+        elif table == "schema_version":
+            continue
+        else:
+            assert after[: len(before[table])] == before[table], table
+    assert db.execute("SELECT sink_ms, stored_at FROM signals WHERE id <= 3").fetchall() == [(None, None)] * 3
+    assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == 4
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+    # An upgraded database and a new one have the same schema.
+    fresh = tmp_path / "fresh.db"
+    open_sink(fresh).close()
+    assert shape(db) == shape(sqlite3.connect(fresh))
+
+
+def test_migration_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "v7.db"
+    sqlite3.connect(path).executescript(FIXTURE_V1.read_text())
+    monkeypatch.setitem(sqlite_sink.MIGRATIONS, 2, [*sqlite_sink.MIGRATIONS[2], "THIS IS NOT SQL"])
+    with pytest.raises(SqliteSinkError, match=r"sqlite sink: cannot open .*v7\.db.*syntax error"):
+        open_sink(path)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    assert "sink_ms" not in [r[1] for r in db.execute("PRAGMA table_info(signals)")]
+
+
+def test_newer_or_foreign_databases_are_refused_clearly(tmp_path):
+    newer = tmp_path / "newer.db"
+    open_sink(newer).close()
+    sqlite3.connect(newer, isolation_level=None).execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(2\)"):
+        open_sink(newer)
+
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign, isolation_level=None).execute("CREATE TABLE notes (x)")
+    with pytest.raises(SqliteSinkError, match="foreign.db: .*not a V7 database"):
+        open_sink(foreign)
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SqliteSinkError, match=r"sqlite sink: cannot open .*garbage\.db: .*not a database"):
+        open_sink(garbage)
+
+
+# -- transactions and idempotence ------------------------------------------------------------
+
+
+def test_signal_and_its_theory_results_are_one_transaction(tmp_path):
+    path = tmp_path / "v7.db"
+    sink = open_sink(path)
+    assert sink.write(make_signal(0))
+    # A trigger refuses the second theory result: the signal row must go too.
+    sink._connection.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON theory_results WHEN NEW.theory = 'monte_carlo' AND NEW.signal_id > 1 "
+        "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+    )
+    with pytest.raises(SqliteSinkError, match="cannot store BTC-USD 2024-03-01T01:00:00Z in .*refused by test trigger"):
+        sink.write(make_signal(1))
+    assert not sink.spool.exists()  # a refused signal is not retried forever
+    sink.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM theory_results").fetchone()[0] == 2
+
+
+def test_same_bar_same_symbol_same_config_is_stored_once(tmp_path):
+    sink = open_sink(tmp_path / "v7.db")
+    assert sink.write(make_signal(0)) is True
+    assert sink.write(make_signal(0, direction="BUY")) is False  # same key: the first answer stays
+    assert sink.write(make_signal(0, symbol="ETH-USD")) is True
+    assert sink.write(make_signal(0, config_hash="another0config00")) is True
+    sink.close()
+    sink = open_sink(tmp_path / "v7.db")  # a re-run
+    assert sink.write(make_signal(0)) is False
+    sink.close()
+    db = sqlite3.connect(tmp_path / "v7.db")
+    assert db.execute("SELECT symbol, direction, config_hash FROM signals ORDER BY id").fetchall() == [
+        ("BTC-USD", "HOLD", "cafe0000cafe0000"), ("ETH-USD", "HOLD", "cafe0000cafe0000"), ("BTC-USD", "HOLD", "another0config00"),
+    ]
+    assert db.execute("SELECT count(*) FROM theory_results").fetchone()[0] == 6
+
+
+def test_each_row_records_its_own_sink_latency(tmp_path):
+    sink = open_sink(tmp_path / "v7.db")
+    for i in range(3):
+        assert sink.write(make_signal(i))
+    db = sqlite3.connect(tmp_path / "v7.db")
+    # Written with the next signal's transaction; the last one at close.
+    assert [r[0] is not None for r in db.execute("SELECT sink_ms FROM signals ORDER BY id")] == [True, True, False]
+    sink.close()
+    latencies = [r[0] for r in db.execute("SELECT sink_ms FROM signals ORDER BY id")]
+    assert all(0 < ms < 5000 for ms in latencies)
+    timings = json.loads(db.execute("SELECT timings FROM signals WHERE id = 1").fetchone()[0])
+    assert timings == {"feed": 1.0, "theories": 2.0, "formatters": 0.1, "synthesizer": 0.2}
+
+
+# -- failing storage: clear errors, the spool, recovery ----------------------------------------
+
+
+def count(path: Path) -> int:
+    reader = open_reader(path)
+    try:
+        return reader.execute("SELECT count(*) FROM signals").fetchone()[0]
+    finally:
+        reader.close()
+
+
+def test_locked_database_spools_then_stores_each_signal_once(tmp_path):
+    path = tmp_path / "v7.db"
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    assert sink.write(make_signal(0))
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in (1, 2, 3):
+        with pytest.raises(SqliteSinkError) as failure:
+            sink.write(make_signal(i))
+        message = str(failure.value)
+        assert f"sqlite sink: cannot write {path}: database is locked" in message
+        assert f"spooled to {path}.spool.jsonl ({i} waiting)" in message
+    spooled = [Signal.model_validate_json(line) for line in Path(f"{path}.spool.jsonl").read_text().splitlines()]
+    assert [s.price for s in spooled] == [101.0, 102.0, 103.0]
+    assert count(path) == 1  # readers still read while the lock is held (WAL)
+    locker.execute("ROLLBACK")
+    assert sink.write(make_signal(4)) is True
+    assert not Path(f"{path}.spool.jsonl").exists()
+    replayed = [fields for _, event, fields in log.records if event == "spooled signals stored"]
+    assert [(f["stored"], f["already_stored"]) for f in replayed] == [(3, 0)]
+    sink.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT price FROM signals ORDER BY bar_time").fetchall() == [(100.0,), (101.0,), (102.0,), (103.0,), (104.0,)]
+    assert db.execute("SELECT count(*) FROM theory_results").fetchone()[0] == 10
+
+
+def test_full_disk_spools_then_recovers(tmp_path, monkeypatch):
+    """A full disk is simulated with PRAGMA max_page_count: SQLite then fails exactly as on ENOSPC (SQLITE_FULL)."""
+    path = tmp_path / "v7.db"
+    full = {"on": False}
+    real_connect = sqlite_sink.connect
+
+    def connect(db_path, busy_timeout_ms=5000):
+        connection = real_connect(db_path, busy_timeout_ms)
+        if full["on"]:
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
+        return connection
+
+    monkeypatch.setattr(sqlite_sink, "connect", connect)
+    sink = open_sink(path)
+    assert sink.write(make_signal(0))
+    full["on"] = True
+    sink._disconnect()  # the next write reconnects, into the "full" database
+    big = "x" * 20_000  # more than the free pages of the file
+    for i in (1, 2):
+        with pytest.raises(SqliteSinkError, match=r"cannot write .*v7\.db: the disk is full .*SQLITE_FULL.*spooled to"):
+            sink.write(make_signal(i, reasoning=big))
+    assert len(sink.spool) == 2
+    full["on"] = False
+    assert sink.write(make_signal(3)) is True
+    sink.close()
+    assert count(path) == 4
+    assert not sink.spool.exists()
+
+
+def test_spool_is_stored_at_the_next_open_and_never_twice(tmp_path):
+    path = tmp_path / "v7.db"
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    assert sink.write(make_signal(0))
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in (1, 2):
+        with pytest.raises(SqliteSinkError):
+            sink.write(make_signal(i))
+    sink.close()
+    assert "sqlite sink closes with signals not yet in the database; they are stored at the next open" in log.events("error")
+    locker.execute("ROLLBACK")
+    # A crash between storing the spool and removing it leaves signals that are already stored in
+    # it; and an append torn by a crash leaves half a line. Neither may give a duplicate.
+    with open(f"{path}.spool.jsonl", "a") as spool:
+        spool.write(make_signal(0).model_dump_json() + "\n")
+        spool.write(make_signal(9).model_dump_json()[:50])
+    log = LogCapture()
+    sink = open_sink(path, log)
+    replayed = [fields for _, event, fields in log.records if event == "spooled signals stored"]
+    assert [(f["stored"], f["already_stored"]) for f in replayed] == [(2, 1)]
+    assert not sink.spool.exists()
+    sink.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT price FROM signals ORDER BY bar_time").fetchall() == [(100.0,), (101.0,), (102.0,)]
+    # stored_at tells a spooled signal from one stored at once
+    assert all(r[0] >= r[1] for r in db.execute("SELECT stored_at, created_at FROM signals"))
+
+
+def test_locked_at_open_is_not_fatal(tmp_path):
+    path = tmp_path / "v7.db"
+    open_sink(path).close()
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    assert "sqlite sink cannot write its database; signals are spooled until it can" in log.events("error")
+    with pytest.raises(SqliteSinkError, match="database is locked"):
+        sink.write(make_signal(0))
+    locker.execute("ROLLBACK")
+    assert sink.write(make_signal(1))
+    sink.close()
+    assert count(path) == 2
+
+
+def test_unwritable_spool_keeps_signals_in_memory(tmp_path):
+    path = tmp_path / "v7.db"
+    sink = open_sink(path, busy_timeout_ms=50)
+    Path(f"{path}.spool.jsonl").mkdir()  # the spool cannot be created
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(SqliteSinkError, match=r"could not be spooled to .* and is held in memory \(1 waiting\)"):
+        sink.write(make_signal(0))
+    locker.execute("ROLLBACK")
+    assert sink.write(make_signal(1))
+    sink.close()
+    assert count(path) == 2
+
+
+def test_nothing_is_lost_when_a_spooled_signal_is_refused(tmp_path):
+    path = tmp_path / "v7.db"
+    sink = open_sink(path, busy_timeout_ms=50)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in (0, 1):
+        with pytest.raises(SqliteSinkError):
+            sink.write(make_signal(i))
+    locker.execute("ROLLBACK")
+    locker.execute("CREATE TRIGGER refuse BEFORE INSERT ON signals WHEN NEW.price = 100.0 BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    assert sink.write(make_signal(2))
+    sink.close()
+    assert count(path) == 2
+    rejected = Path(f"{path}.spool.rejected.jsonl").read_text().splitlines()
+    assert [Signal.model_validate_json(line).price for line in rejected] == [100.0]
+
+
+# -- a real read-only file, and readers during a run ---------------------------------------------
+
+
+def make_read_only(path: Path):
+    """Make a file really read-only and return the undo. Root ignores permission bits, so as root
+    the file is made immutable (chattr +i), which root cannot write either."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a file read-only for root")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_database_file_spools_and_recovers(tmp_path):
+    write_config(tmp_path, theories=FAST_THEORIES)
+    first = run_v7("run", "--config", "config.toml", "--iterations", "2", "--symbols", "BTC-USD", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    db_path = tmp_path / "v7.db"
+    undo = make_read_only(db_path)
+    try:
+        read_only = run_v7("--log-json", "run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path)
+    finally:
+        undo()
+    assert read_only.returncode == 0, read_only.stderr
+    lines = [json.loads(line) for line in read_only.stderr.splitlines() if line.startswith("{")]
+    assert any(line["event"] == "sqlite sink cannot write its database; signals are spooled until it can" for line in lines)
+    failures = [line for line in lines if line["event"] == "sink failed to store signal"]
+    # 4 iterations × 2 symbols: all wait in the spool (the 2 BTC-USD bars stored before are
+    # recognised as such only once the database can be written again).
+    assert len(failures) == 8
+    assert all(line["plugin"] == "sqlite" for line in failures)
+    assert all(f"sqlite sink: cannot write {db_path}: the database is read-only" in line["error"] for line in failures), failures[0]
+    assert not [line for line in lines if line["event"] == "signal stored"]
+    assert len(Path(f"{db_path}.spool.jsonl").read_text().splitlines()) == 8
+
+    again = run_v7("--log-json", "run", "--config", "config.toml", "--iterations", "1", "--symbols", "BTC-USD", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    replayed = [json.loads(line) for line in again.stderr.splitlines() if '"spooled signals stored"' in line]
+    assert [(r["stored"], r["already_stored"]) for r in replayed] == [(6, 2)]
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT symbol, bar_time, count(*) FROM signals GROUP BY symbol, bar_time").fetchall()
+    assert len(rows) == 8 and all(r[2] == 1 for r in rows)  # 4 bars × 2 symbols, each once
+    assert not Path(f"{db_path}.spool.jsonl").exists()
+
+
+def test_readers_read_while_v7_run_writes(tmp_path):
+    write_config(tmp_path, theories=FAST_THEORIES)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "v7.core.cli", "--log-json", "run", "--config", "config.toml"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    stored: list[str] = []
+    reader_thread = threading.Thread(target=lambda: [stored.append(line) for line in process.stderr if '"signal stored"' in line])
+    reader_thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(stored) < 20:
+            assert time.monotonic() < deadline and process.poll() is None, "the run stored nothing"
+            time.sleep(0.05)
+        reader = open_reader(tmp_path / "v7.db", timeout_s=0.1)  # no waiting allowed: a reader never waits for the writer
+        seen = []
+        for _ in range(10):
+            seen.append(reader.execute("SELECT count(*) FROM signals").fetchone()[0])
+            time.sleep(0.05)
+        assert seen == sorted(seen) and seen[-1] > seen[0]
+        # A long read transaction sees one snapshot and does not hold the writer back.
+        reader.execute("BEGIN")
+        snapshot = reader.execute("SELECT count(*) FROM signals").fetchone()[0]
+        logged = len(stored)
+        time.sleep(0.5)
+        assert reader.execute("SELECT count(*) FROM signals").fetchone()[0] == snapshot
+        assert len(stored) > logged + 10
+        reader.execute("COMMIT")
+        whole = reader.execute(
+            "SELECT count(*) FROM signals s WHERE NOT EXISTS (SELECT 1 FROM theory_results t WHERE t.signal_id = s.id)"
+        ).fetchone()[0]
+        assert whole == 0
+        reader.close()
+        stats = run_v7("stats", "--config", "config.toml", "--json", cwd=tmp_path)
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout)["signals"] >= 20
+    finally:
+        process.send_signal(signals.SIGTERM)
+        process.wait(timeout=60)
+        reader_thread.join(timeout=10)
+    assert process.returncode == 0
+    db = sqlite3.connect(tmp_path / "v7.db")
+    assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == len(stored)
+    assert db.execute("SELECT count(*) FROM signals WHERE sink_ms IS NULL").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM runs WHERE stopped_at IS NOT NULL").fetchone()[0] == 1
