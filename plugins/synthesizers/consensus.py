@@ -4,8 +4,10 @@ The rule, in order:
 1. Direction score: the weighted mean of `bias × confidence` over the directional theories that
    answered `ok` (the regime theory excluded: it decides how the move is read, step 2). Weights
    per theory in config; third-party directional theories take part with `default_weight`.
-2. Regime (Hurst): `trending` follows the move (score × `trend_follow`), `mean_reverting` fades
-   it (score × −`mean_reversion_fade`), `random_walk` damps it (score × `random_walk_damping`).
+2. Regime (Hurst) re-reads the momentum theories (`momentum_theories`, default the Kalman
+   filter): `trending` follows their move (× `trend_follow`), `mean_reverting` fades it
+   (× −`mean_reversion_fade`), `random_walk` damps it (× `random_walk_damping`). Other
+   directional theories (a contrarian RSI, say) already state the direction they mean and enter as is.
 3. Predictability (entropy): above `entropy_floor`, confidence shrinks linearly to
    `1 − entropy_penalty` at entropy 1 (a market that looks random earns less trust).
 4. BUY when the score ≥ `buy_threshold`, SELL when ≤ −`sell_threshold`, HOLD otherwise; the
@@ -36,6 +38,9 @@ class ConsensusConfig(PluginConfig):
     weights: dict[str, float] = Field(default_factory=lambda: {"kalman_filter": 1.0, "markov_regime": 0.5})
     default_weight: float = Field(default=1.0, ge=0, description="Weight of directional theories not in `weights`")
     regime_theory: str = "hurst_exponent"
+    momentum_theories: list[str] = Field(
+        default_factory=lambda: ["kalman_filter"], description="Directional theories whose move the regime follows or fades"
+    )
     trend_follow: float = Field(default=1.25, ge=0)
     mean_reversion_fade: float = Field(default=0.75, ge=0)
     random_walk_damping: float = Field(default=0.8, ge=0)
@@ -49,7 +54,7 @@ class ConsensusConfig(PluginConfig):
 
 class ConsensusSynthesizer(Synthesizer):
     name = "consensus"
-    version = "1.1"
+    version = "1.2"
     Config = ConsensusConfig
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:
@@ -57,27 +62,29 @@ class ConsensusSynthesizer(Synthesizer):
         by_name: dict[str, TheoryResult] = {r.theory: r for r in request.results if r.ok}
         notes: list[str] = []
 
+        regime = by_name.get(cfg.regime_theory)
+        factor = 1.0
+        if regime is not None:
+            factor = {
+                "trending": cfg.trend_follow,
+                "mean_reverting": -cfg.mean_reversion_fade,
+            }.get(regime.label, cfg.random_walk_damping)
+
         total_weight = 0.0
         score = 0.0
         for result in by_name.values():
             if result.bias is None or result.theory == cfg.regime_theory:
                 continue
             weight = cfg.weights.get(result.theory, cfg.default_weight)
+            reading = factor if result.theory in cfg.momentum_theories else 1.0
             total_weight += weight
-            score += weight * result.bias * result.confidence
+            score += weight * result.bias * result.confidence * reading
         if total_weight == 0:
             return Synthesis(direction="HOLD", confidence=0.0, reasoning="No directional theory answered; holding.")
         score /= total_weight
         notes.append(f"directional score {score:+.3f}")
-
-        regime = by_name.get(cfg.regime_theory)
         if regime is not None:
-            factor = {
-                "trending": cfg.trend_follow,
-                "mean_reverting": -cfg.mean_reversion_fade,
-            }.get(regime.label, cfg.random_walk_damping)
-            score *= factor
-            notes.append(f"{regime.label} regime ×{factor:+.2f}")
+            notes.append(f"{regime.label} regime ×{factor:+.2f} on momentum")
 
         trust = 1.0
         entropy_result = by_name.get(cfg.entropy_theory)

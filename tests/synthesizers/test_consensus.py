@@ -164,3 +164,14 @@ def test_the_benchmark_never_looks_ahead():
     benchmark = load_benchmark()
     assert benchmark.bar_indices(20, 5, 4) == [4, 8, 12, 16]
     assert benchmark.bar_indices(1000, 100, 1, limit=3) == [99, 399, 699]
+
+
+def test_the_regime_rereads_momentum_only_not_a_contrarian_theory():
+    # An oversold RSI-style theory says BUY on its own terms; a mean-reverting regime must not flip it.
+    contrarian = result("rsi", bias=0.6)
+    answer = decide(contrarian, hurst("mean_reverting"))
+    assert answer.direction == "BUY" and answer.confidence == pytest.approx(0.6)
+    # …while the same regime fades the Kalman momentum: 0.6 × −0.75 = −0.45.
+    assert decide(kalman(0.6), hurst("mean_reverting")).direction == "SELL"
+    # Declared momentum, the third-party theory is re-read too.
+    assert decide(contrarian, hurst("mean_reverting"), momentum_theories=["rsi"]).direction == "SELL"

@@ -8,7 +8,7 @@ Bias convention (V7: −1 bearish … +1 bullish): an *oversold* market (low RSI
 bounce, so it reads bullish; an *overbought* one (high RSI) reads bearish:
 `bias = (50 − RSI) / 50` (RSI 0 → +1, RSI 50 → 0, RSI 100 → −1), and
 `confidence = |RSI − 50| / 50`, the distance from a balanced market. Being contrarian already,
-this bias should not be faded again by a regime rule (see the README on `consensus` weights).
+this bias must not be faded again by a regime rule: consensus re-reads only `momentum_theories`.
 
 Only `v7` and pydantic are imported here: V7 imports every installed plugin module for
 `v7 plugins` and `v7 --help`, so numpy waits until `analyze` runs.
