@@ -64,6 +64,9 @@ class CoinbaseConfig(PluginConfig):
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     max_retry_after_seconds: float = Field(default=60.0, ge=0, description="Longest `retry-after` honoured before giving up")
     candles_per_request: int = Field(default=MAX_CANDLES_PER_REQUEST, ge=1, le=MAX_CANDLES_PER_REQUEST)
+    settle_seconds: float = Field(
+        default=60.0, ge=0, description="A bucket closed less than this long ago is fetched again next time (the exchange may still be aggregating it)"
+    )
     heartbeat_timeout_seconds: float = Field(default=10.0, gt=0, description="Heartbeat silence after which the socket is reconnected")
     reconnect_backoff_base_seconds: float = Field(default=1.0, ge=0)
     reconnect_backoff_max_seconds: float = Field(default=60.0, ge=0)
@@ -224,7 +227,9 @@ class CoinbaseCandleFeed(Feed):
         body = self._http.get_json(f"/products/{symbol}/candles", params, log=log or get_logger(plugin=self.name, symbol=symbol))
         if not isinstance(body, list):
             shape = "an object" if isinstance(body, dict) else type(body).__name__
-            raise FeedResponseError(f"coinbase: GET /products/{symbol}/candles: expected a JSON array of candles, got {shape}")
+            message = body.get("message") if isinstance(body, dict) else None
+            detail = f": {message}" if isinstance(message, str) and message else ""
+            raise FeedResponseError(f"coinbase: GET /products/{symbol}/candles: expected a JSON array of candles, got {shape}{detail}")
         return body
 
     def latest_price(self, symbol: str) -> float | None:
@@ -313,7 +318,8 @@ class CoinbaseCandleFeed(Feed):
                 rows.extend(self.fetch_range(symbol, step, page_start, page_end, log))
         self._merge(symbol, granularity, step, now, rows, history, log)
         history.covered_from = min(history.covered_from, needed_from)
-        history.covered_until = current
+        # A bucket that closed moments ago may still lack late trades, or not be published yet.
+        history.covered_until = current if now - current >= self.config.settle_seconds else current - step
         history.keep = max(history.keep, lookback)
         history.seed_connection = connection
         oldest = current - history.keep * step

@@ -15,7 +15,7 @@ FAST_COINBASE = {
     "backoff_base_seconds": 0.01,
     "backoff_max_seconds": 0.05,
     "max_retry_after_seconds": 5.0,
-    "heartbeat_timeout_seconds": 0.5,
+    "heartbeat_timeout_seconds": 1.0,
     "reconnect_backoff_base_seconds": 0.02,
     "reconnect_backoff_max_seconds": 0.1,
 }
