@@ -22,6 +22,7 @@ with later bars.)
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import Field
@@ -46,8 +47,10 @@ class HmmParams(NamedTuple):
     variances: "np.ndarray"  # (2,)
 
 
-def _quiet_monitor(tol: float, n_iter: int):
-    """A ConvergenceMonitor that records without logging, set per model (no global logging change)."""
+@lru_cache(maxsize=1)
+def _quiet_monitor_class() -> type:
+    """A ConvergenceMonitor that records without logging (hmmlearn warns through `logging` when the
+    likelihood dips); set per model, so no process-wide logging setting is touched."""
     from hmmlearn.base import ConvergenceMonitor
 
     class QuietMonitor(ConvergenceMonitor):
@@ -55,7 +58,11 @@ def _quiet_monitor(tol: float, n_iter: int):
             self.history.append(log_prob)
             self.iter += 1
 
-    return QuietMonitor(tol, n_iter, False)
+    return QuietMonitor
+
+
+def _quiet_monitor(tol: float, n_iter: int):
+    return _quiet_monitor_class()(tol, n_iter, False)
 
 
 def fit_em(x: "np.ndarray", start: HmmParams, n_iter: int, tol: float) -> "GaussianHMM":
@@ -180,35 +187,33 @@ class MarkovRegime(Theory):
     def fit(self, x: "np.ndarray") -> tuple[HmmParams, int]:
         """Best converged two-state fit of z-scored returns and the EM iterations it took in total."""
         cfg = self.config
+        iterations = 0
+
+        def run(start: HmmParams, n_iter: int, tol: float) -> tuple[HmmParams, float, bool] | None:
+            """(parameters, last log-likelihood, converged) of EM from `start`; None when EM broke down."""
+            nonlocal iterations
+            try:
+                model = fit_em(x, start, n_iter, tol)
+            except (ValueError, FloatingPointError, ArithmeticError):  # a start that collapses a state
+                return None
+            iterations += model.monitor_.iter
+            params = params_of(model)
+            if not (usable(params) and model.monitor_.history):
+                return None
+            return params, model.monitor_.history[-1], model.monitor_.iter < n_iter
+
         starts = starting_points(x, cfg.restarts, cfg.seed)
-        total_iterations = 0
         if cfg.screen_iterations > 0:
-            screened = []
-            for start in starts:
-                model = fit_em(x, start, cfg.screen_iterations, 0.0)
-                total_iterations += model.monitor_.iter
-                candidate = params_of(model)
-                if usable(candidate) and model.monitor_.history:
-                    screened.append((model.monitor_.history[-1], len(screened), candidate))
-            candidates = [c for _, _, c in sorted(screened, key=lambda s: (-s[0], s[1]))]
-            for candidate in candidates:
-                model = fit_em(x, candidate, cfg.n_iter, cfg.tol)
-                total_iterations += model.monitor_.iter
-                params = params_of(model)
-                if model.monitor_.iter < cfg.n_iter and usable(params):
-                    return params, total_iterations
+            screened = [r for r in (run(s, cfg.screen_iterations, 0.0) for s in starts) if r is not None]
+            # Best screened score first (ties: the earlier start); the first that converges wins.
+            for params, _, _ in sorted(screened, key=lambda r: -r[1]):
+                result = run(params, cfg.n_iter, cfg.tol)
+                if result is not None and result[2]:
+                    return result[0], iterations
         else:
-            best = None
-            for start in starts:
-                model = fit_em(x, start, cfg.n_iter, cfg.tol)
-                total_iterations += model.monitor_.iter
-                params = params_of(model)
-                if model.monitor_.iter < cfg.n_iter and usable(params):
-                    score = model.monitor_.history[-1]
-                    if best is None or score > best[0]:
-                        best = (score, params)
-            if best is not None:
-                return best[1], total_iterations
+            converged = [r for r in (run(s, cfg.n_iter, cfg.tol) for s in starts) if r is not None and r[2]]
+            if converged:
+                return max(converged, key=lambda r: r[1])[0], iterations
         raise InsufficientData(f"the regime model did not converge within {cfg.n_iter} EM iterations from any start")
 
     def analyze(self, candles: CandleSeries) -> TheoryFinding:

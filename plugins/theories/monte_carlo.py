@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, Theory, TheoryFinding, TheoryResult, hookimpl
 
 from ._common import SeriesConfig, clip, log_returns, window_closes
 
@@ -74,19 +74,23 @@ class MonteCarlo(Theory):
     default_min_candles = 100
 
     class Config(SeriesConfig):
-        window: int = Field(default=500, ge=20, le=100_000, description="Bars whose returns feed the simulation, the most recent ones.")
+        window: int = Field(
+            default=500, ge=20, le=100_000, description="Bars whose returns feed the simulation, the most recent ones."
+        )
         confidence_level: float = Field(default=0.95, ge=0.5, lt=1.0, description="VaR/CVaR confidence level α.")
         horizon: int = Field(default=1, ge=1, le=1000, description="Bars ahead; outcomes compound over them.")
         paths: int = Field(default=10_000, ge=1000, le=1_000_000, description="Simulated paths.")
         model: Literal["bootstrap", "normal"] = Field(
-            default="bootstrap", description="`bootstrap` the window's returns (fat tails kept) or draw them from a fitted normal."
+            default="bootstrap",
+            description="`bootstrap` the window's returns (fat tails kept) or draw them from a fitted normal.",
         )
         moderate_var: float = Field(default=0.01, gt=0.0, description="VaR at or above which risk is `moderate` (below: `low`).")
         high_var: float = Field(default=0.02, gt=0.0, description="VaR at or above which risk is `high`.")
         extreme_var: float = Field(default=0.04, gt=0.0, description="VaR at or above which risk is `extreme`.")
         full_confidence_tail: int = Field(
             default=20, ge=1,
-            description="Historical returns in the tail (window × (1 − confidence_level)) needed for confidence 1; fewer scale it down.",
+            description="Historical returns in the tail (window × (1 − confidence_level)) needed for confidence 1; "
+            "fewer scale it down.",
         )
         seed: int = Field(default=7, ge=0, description="Seed of the simulation.")
 

@@ -94,8 +94,6 @@ def lag1_autocorrelation(returns: "np.ndarray") -> tuple[float, float]:
     z uses the heteroskedasticity-consistent standard error sqrt(Σ r[t]² r[t-1]²) / Σ r[t]²
     (the plain 1/sqrt(n) overstates significance when volatility clusters, as it does in crypto).
     """
-    import numpy as np
-
     x = returns - returns.mean()
     head, tail = x[:-1], x[1:]
     cross = float(head @ tail)

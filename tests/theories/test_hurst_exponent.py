@@ -25,6 +25,21 @@ def findings(theory, log_paths):
     return [theory.analyze(synthetic.series(100.0 * np.exp(p))) for p in log_paths]
 
 
+def direct_variogram_hurst(log_price: np.ndarray, lags) -> float:
+    """The textbook form: variance of the k-bar changes, slope of log variance on log k, halved."""
+    variances = [np.var(log_price[k:] - log_price[:-k]) for k in lags]
+    return float(np.polyfit(np.log(lags), np.log(variances), 1)[0] / 2)
+
+
+def test_fast_variogram_equals_the_textbook_form(fbm):
+    lags = tuple(range(1, 11))
+    paths = fbm[(0.7, 500)][:20] + np.log(60000.0)
+    fast = variogram_hurst(paths, lags)
+    for path, h in zip(paths, fast, strict=True):
+        assert h == pytest.approx(direct_variogram_hurst(path, lags), abs=1e-9)
+        assert float(variogram_hurst(path, lags)) == pytest.approx(h, abs=1e-12)
+
+
 def test_generator_has_the_fgn_autocovariance():
     x = synthetic.fgn(0.7, 4000, 200, seed=1)
     lag1 = float(np.mean(x[:, :-1] * x[:, 1:]))
@@ -32,14 +47,17 @@ def test_generator_has_the_fgn_autocovariance():
     assert abs(lag1 - 0.5 * (2 ** 1.4 - 2)) < 0.02
 
 
+@pytest.mark.parametrize("n", [250, 500, 1000])
 @pytest.mark.parametrize("h", HURSTS)
-def test_mean_estimate_within_005_at_1000_bars(fbm, h):
-    theory = HurstExponent(HurstExponent.Config(window=1000))
-    results = findings(theory, fbm[(h, 1000)])
-    assert {f.metrics["bars"] for f in results} == {1000.0}
-    estimates = [f.metrics["hurst"] for f in results]
-    assert abs(np.mean(estimates) - h) <= 0.05, np.mean(estimates)
-    assert np.sqrt(np.mean((np.asarray(estimates) - h) ** 2)) < 0.05
+def test_mean_estimate_within_005(fbm, h, n):
+    """Required at 1,000 bars; holds at 250 and 500 too (worst: -0.037 at H=0.7, n=250)."""
+    theory = HurstExponent(HurstExponent.Config(window=n))
+    results = findings(theory, fbm[(h, n)])
+    assert {f.metrics["bars"] for f in results} == {float(n)}
+    estimates = np.array([f.metrics["hurst"] for f in results])
+    assert abs(estimates.mean() - h) <= 0.05, estimates.mean()
+    if n == 1000:
+        assert np.sqrt(np.mean((estimates - h) ** 2)) < 0.05
 
 
 @pytest.mark.parametrize("n", [250, 500])

@@ -264,9 +264,27 @@ def test_theories_agree_across_threads(btc_candles):
         with lock:
             got[(cls.name, i)] = finding
 
-    threads = [threading.Thread(target=work, args=(cls, i, c)) for cls in THEORIES for i, c in enumerate(inputs) for _ in range(2)]
+    threads = [
+        threading.Thread(target=work, args=(cls, i, c)) for cls in THEORIES for i, c in enumerate(inputs) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     assert got == expected
+
+
+def test_config_tables_load_through_the_core(tmp_path):
+    from v7.core.config import ConfigError, load_config
+    from v7.core.registry import load_registry
+
+    registry = load_registry()
+    path = tmp_path / "config.toml"
+    path.write_text("[theories.hurst_exponent]\nwindow = 300\n\n[theories.monte_carlo]\nconfidence_level = 0.99\nhorizon = 24\n")
+    config = load_config(path, registry)
+    assert config.plugin_config("theory", "hurst_exponent").window == 300
+    assert config.plugin_config("theory", "monte_carlo").horizon == 24
+    assert config.plugin_config("theory", "markov_regime") == MarkovRegime.Config()
+    path.write_text("[theories.kalman_filter]\nwindw = 300\n")
+    with pytest.raises(ConfigError, match="windw"):
+        load_config(path, registry)
