@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,44 @@ def limit_threads(max_threads: int) -> None:
         pass
 
 
+class _TheoryWorker:
+    """A daemon thread that runs one theory's calls, so a hang can be abandoned without killing anything.
+
+    Reused from call to call (starting a thread per call costs ~0.5 ms per theory per bar); a
+    worker whose call timed out is abandoned and the next call gets a fresh one.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=f"theory-{name}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            job()
+            del job  # holding the finished call would keep its theory (and candles) alive
+
+
+# One worker per theory per calling thread: symbols processed in parallel never queue behind
+# each other, so a theory's time limit measures its own work only.
+_workers = threading.local()
+
+
+def _worker_for(theory: Theory) -> _TheoryWorker:
+    workers = _workers.__dict__.setdefault("by_theory", weakref.WeakKeyDictionary())
+    worker = workers.get(theory)
+    if worker is None:
+        worker = workers[theory] = _TheoryWorker(theory.name)
+        weakref.finalize(theory, worker.jobs.put, None)  # the thread ends with its theory
+    return worker
+
+
+def _abandon_worker(theory: Theory) -> None:
+    _workers.__dict__.get("by_theory", {}).pop(theory, None)
+
+
 def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryResult:
     """Run one theory in isolation: an exception, a hang past `timeout` or invalid output becomes an error result."""
     base = {"theory": theory.name, "version": str(theory.version)}
@@ -59,17 +98,16 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
             outcome.put(("error", f"{type(exc).__name__}: {exc}"))
 
     started = time.perf_counter()
-    # A daemon thread, so a theory stuck in C code cannot keep the process alive at exit.
-    worker = threading.Thread(target=target, name=f"theory-{theory.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    if worker.is_alive():
+    _worker_for(theory).jobs.put(target)
+    try:
+        status, value = outcome.get(timeout=timeout)
+    except queue.Empty:
+        _abandon_worker(theory)
         return TheoryResult(
-            **base, status="error", elapsed_ms=elapsed_ms,
+            **base, status="error", elapsed_ms=(time.perf_counter() - started) * 1000,
             message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
         )
-    status, value = outcome.get()
+    elapsed_ms = (time.perf_counter() - started) * 1000
     if status != "ok":
         return TheoryResult(**base, status=status, elapsed_ms=elapsed_ms, message=value, interpretation=value)
     try:
