@@ -64,6 +64,7 @@ class CandleSeries:
     close: "np.ndarray"
     volume: "np.ndarray"
     gaps: int = 0
+    # Rows the feed's validation dropped, by reason; only on the series as read, not on slices.
     dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -82,17 +83,22 @@ class CandleSeries:
         return self.slice(max(0, len(self) - n), len(self))
 
     def slice(self, start: int, stop: int) -> "CandleSeries":
+        """Bars `start:stop`; `gaps` is recounted inside the slice so it says nothing about later bars."""
+        timestamp = self.timestamp[start:stop]
+        step = GRANULARITY_SECONDS.get(self.granularity)
+        gaps = 0
+        if step and len(timestamp) > 1:
+            gaps = int(((timestamp[1:] - timestamp[:-1]) // step - 1).clip(min=0).sum())
         return CandleSeries(
             symbol=self.symbol,
             granularity=self.granularity,
-            timestamp=self.timestamp[start:stop],
+            timestamp=timestamp,
             open=self.open[start:stop],
             high=self.high[start:stop],
             low=self.low[start:stop],
             close=self.close[start:stop],
             volume=self.volume[start:stop],
-            gaps=self.gaps,
-            dropped=self.dropped,
+            gaps=gaps,
         )
 
     def to_frame(self) -> "pd.DataFrame":

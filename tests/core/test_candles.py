@@ -50,3 +50,12 @@ def test_bad_rows_are_dropped_and_counted():
 def test_millisecond_timestamps_are_normalised():
     frame = pd.DataFrame({"timestamp": [1704067200000, 1704070800000], "open": [1, 1], "high": [1, 1], "low": [1, 1], "close": [1, 1]})
     assert series_from_frame(frame).timestamp.tolist() == [1704067200, 1704070800]
+
+
+def test_a_slice_says_nothing_about_later_bars():
+    frame = pd.DataFrame({"timestamp": [0, 3600, 7200, 36000], "open": [1] * 4, "high": [1] * 4, "low": [1] * 4, "close": [1] * 4})
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    assert series.gaps == 8
+    assert series.slice(0, 3).gaps == 0  # the gap after bar 2 is in the future of the slice
+    assert series.tail(2).gaps == 8
+    assert series.slice(0, 3).dropped == {}
