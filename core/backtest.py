@@ -290,8 +290,19 @@ class BarSignal:
 
 
 def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
-    """The candles the pipeline sees at bar t: the last `lookback` up to and including t, never later ones."""
-    return history.slice(max(0, t + 1 - lookback), t + 1)
+    """The candles the pipeline sees at bar t: the last `lookback` up to and including t, never later ones.
+
+    `gaps` is counted inside the window and `dropped` left empty: `CandleSeries.slice` keeps the
+    whole history's counts, which include bars after t.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    window = history.slice(max(0, t + 1 - lookback), t + 1)
+    step = GRANULARITY_SECONDS.get(window.granularity)
+    gaps = int(((np.diff(window.timestamp) // step) - 1).clip(min=0).sum()) if step and len(window) > 1 else 0
+    return dataclasses.replace(window, gaps=gaps, dropped={})
 
 
 def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int) -> BarSignal:
@@ -768,8 +779,11 @@ _FORK_STATE: dict[str, Any] = {}
 
 
 def _worker_init() -> None:
+    import signal
+
     from .engine import Pipeline, limit_threads
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the pool
     limit_threads(1)
     state = _FORK_STATE
     kinds = ("theory", "formatter", "synthesizer") if state["synthesize"] else ("theory",)
@@ -801,8 +815,10 @@ def compute_signals(
     plan: dict[str, list[int]],
     workers: int,
     progress: Callable[[str, int], None] | None = None,
-) -> dict[str, list[BarSignal]]:
-    """Signals at every planned bar of every symbol; theories in `workers` forked processes when > 1.
+) -> tuple[dict[str, list[BarSignal]], int]:
+    """Signals at every planned bar of every symbol, and the worker processes used (1 = this process).
+
+    Theories run in `workers` forked processes when > 1 (and there are enough bars to share).
 
     With an LLM synthesizer only the theories run in the workers: prompts and LLM calls stay in
     this process, in bar order, so the response cache, usage and fallbacks behave as in `v7 run`.
@@ -822,9 +838,10 @@ def compute_signals(
                 out[symbol].extend(signals_for(pipeline, histories[symbol], chunk, lookback))
                 if progress:
                     progress(symbol, len(chunk))
-        return out
+        return out, 1
 
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     size = max(5, min(200, total // (workers * 10) or 5))
     tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in chunked(indices, size)]
@@ -846,9 +863,11 @@ def compute_signals(
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+    except BrokenProcessPool as exc:
+        raise BacktestError(f"a worker process died (out of memory, or killed): {exc}; try fewer --workers") from exc
     finally:
         _FORK_STATE.clear()
-    return out
+    return out, workers
 
 
 @dataclass
@@ -932,7 +951,7 @@ def run_backtest(
 
         workers = settings.workers or available_cores()
         computing = time.perf_counter()
-        signals = compute_signals(pipeline, histories, plan, workers, progress)
+        signals, workers = compute_signals(pipeline, histories, plan, workers, progress)
         elapsed = time.perf_counter() - computing
     finally:
         pipeline.close()
@@ -958,7 +977,7 @@ def run_backtest(
         bars=total,
         elapsed_seconds=round(time.perf_counter() - started, 3),
         bars_per_second=round(total / elapsed, 2) if elapsed > 0 else 0.0,
-        workers=workers if workers > 1 and total >= 4 * workers else 1,
+        workers=workers,
         theory_ms=theory_ms,
         llm_estimate=estimate,
         llm_usage=llm_usage((s for v in signals.values() for s in v), llm_name) if llm_name else None,
@@ -990,7 +1009,8 @@ def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_fa
         return f"the config rebuilt in a fresh process has hash {config.config_hash()}, not {expected_hash}"
     out = []
     for symbol, index, arrays in samples:
-        window = CandleSeries(symbol=symbol, granularity=config.engine.granularity, **arrays)
+        copied = CandleSeries(symbol=symbol, granularity=config.engine.granularity, **arrays)
+        window = window_at(copied, len(copied) - 1, config.engine.lookback)
         pipeline = Pipeline.build(config, registry, kinds=("theory", "formatter", "synthesizer"))
         try:
             out.append(synthesize_bar(pipeline, window, pipeline.analyze(window), index))
@@ -1111,12 +1131,27 @@ def database_path(config: V7Config, registry: "Registry | None" = None) -> Path:
     return Path(path) if path else Path("v7.db")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    if path.parent and not path.parent.exists():
+def _connect(path: Path, write: bool) -> sqlite3.Connection:
+    """A connection to the signal database; for writing, the sqlite sink's schema is created or
+    upgraded first, so a database a backtest created is one `v7 run` and `v7 stats` accept."""
+    from . import __version__
+
+    if write and path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=10, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.executescript(BACKTESTS_SCHEMA)
+    try:
+        if write:
+            connection.execute("PRAGMA journal_mode=WAL")
+            try:
+                from v7.plugins.sinks.sqlite import ensure_schema
+            except ImportError:  # pragma: no cover - the built-in sink is part of the distribution
+                ensure_schema = None
+            if ensure_schema is not None:
+                ensure_schema(connection, __version__)
+            connection.executescript(BACKTESTS_SCHEMA)
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -1124,7 +1159,7 @@ def store_result(path: Path, result: BacktestResult) -> int:
     """Insert one backtest; returns its id (also set on `result`)."""
     starts = [s.scores.start for s in result.symbols]
     ends = [s.scores.end for s in result.symbols]
-    connection = _connect(path)
+    connection = _connect(path, write=True)
     try:
         cursor = connection.execute(
             """INSERT INTO backtests (created_at, config_hash, config_path, v7_version, granularity, symbols, range_start,
@@ -1146,8 +1181,10 @@ def load_result(path: Path, key: str) -> BacktestResult:
     """A stored backtest by id, or the latest one whose config hash is `key` (a unique prefix will do)."""
     if not path.exists():
         raise BacktestError(f"{path}: no such database; run a backtest first")
-    connection = _connect(path)
+    connection = _connect(path, write=False)
     try:
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'backtests'").fetchone() is None:
+            raise BacktestError(f"{path}: no backtests stored yet")
         if key.isdigit():
             row = connection.execute("SELECT summary FROM backtests WHERE id = ?", (int(key),)).fetchone()
         else:

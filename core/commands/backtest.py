@@ -218,7 +218,8 @@ def _print_result(result: Any) -> None:
         for d in s.directions.values():
             table.add_row(
                 d.direction, f"{d.count:,}", f"{d.share:.1%}", "-" if d.hit_rate is None else f"{d.hit_rate:.1%} of {d.scored:,}",
-                "-" if d.ci_low is None else f"{d.ci_low:.1%} – {d.ci_high:.1%}", _pct(d.mean_forward_return),
+                "-" if d.ci_low is None else f"{d.ci_low:.1%} – {d.ci_high:.1%}",
+                "-" if d.mean_forward_return is None else f"{d.mean_forward_return:+.3%}",
             )
         console.print(table)
         table = Table(title="strategy vs buy-and-hold", title_justify="left")
@@ -232,7 +233,7 @@ def _print_result(result: Any) -> None:
             table.add_column(column, justify="right")
         for t in s.theories:
             table.add_row(
-                t.theory, f"{t.n:,}", f"{t.answered:.0%}" if t.answered else "never (not directional)",
+                t.theory, f"{t.n:,}", f"{t.answered:.1%}" if t.answered else "never (not directional)",
                 "-" if t.spearman is None else f"{t.spearman:+.3f}", "-" if t.spearman_p is None else f"{t.spearman_p:.3g}",
                 "-" if t.pearson is None else f"{t.pearson:+.3f}", "-" if t.pearson_p is None else f"{t.pearson_p:.3g}",
             )
@@ -260,7 +261,8 @@ def _print_result(result: Any) -> None:
                     fmt = _pct
                 else:
                     fmt = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-                table.add_row(name, str(sp.n), fmt(sp.mean), fmt(sp.std), fmt(sp.min), fmt(sp.max))
+                spread_fmt = (lambda v: "-" if v is None else f"{v:.2%}") if name.endswith("_return") else fmt  # noqa: E731
+                table.add_row(name, str(sp.n), fmt(sp.mean), spread_fmt(sp.std), fmt(sp.min), fmt(sp.max))
             console.print(table)
     if result.lookahead is not None:
         report = result.lookahead

@@ -11,7 +11,7 @@ import pytest
 
 import backtest_plugins
 from backtest_plugins import make_registry
-from helpers import BTC_CSV, REPO
+from helpers import BTC_CSV
 from v7 import CandleSeries
 from v7.core.backtest import (
     BacktestError, LlmCapExceeded, check_lookahead, comparison_rows, load_history, load_result, own_copy, resolve_settings,
@@ -243,6 +243,10 @@ def test_results_are_stored_loaded_and_compared(registry, btc, tmp_path):
     assert stored[0][0] == a.config_hash and json.loads(stored[0][1]) == ["BTC-USD"] and stored[0][2] == a.bars
     assert json.loads(stored[0][3])["horizon"] == 12
     assert json.loads(stored[1][4])["symbols"][0]["scores"]["signals"] == b.bars
+    # A database a backtest created is a V7 database: the sqlite sink, `v7 stats` and `v7 export` accept it.
+    from v7.plugins.sinks.sqlite import open_reader
+
+    open_reader(db).close()
 
 
 def test_backtest_settings_do_not_change_the_config_hash(registry):
@@ -268,8 +272,6 @@ def test_report_writes_summary_signals_and_chart(registry, btc, tmp_path):
 
 
 def test_an_empty_range_is_a_clear_error(registry, btc):
-    from datetime import datetime, timezone
-
     config = make_config(registry, backtest={"start": "2030-01-01T00:00:00Z"})
     with pytest.raises(BacktestError, match="no bars to backtest"):
         run_backtest(config, registry, histories={"BTC-USD": btc})

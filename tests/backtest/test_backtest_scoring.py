@@ -148,3 +148,18 @@ def test_folds_are_consecutive_cover_every_signal_and_their_spread_is_right():
     assert sp.n == 4 and sp.mean == pytest.approx(np.mean(values)) and sp.std == pytest.approx(np.std(values, ddof=1))
     assert sp.min == min(values) and sp.max == max(values)
     assert spread(folds[:1])["strategy_return"].std == 0.0
+
+
+def test_a_window_carries_no_counts_from_bars_after_it():
+    from dataclasses import replace
+
+    from v7.core.backtest import window_at
+
+    full = series(np.linspace(100, 120, 20))
+    stamps = full.timestamp.copy()
+    stamps[15:] += HOUR  # one missing hour between bars 14 and 15
+    history = replace(full, timestamp=stamps, gaps=1, dropped={"non-finite price": 2})
+    early, late = window_at(history, 10, 5), window_at(history, 17, 5)
+    assert (len(early), early.timestamp[-1]) == (5, stamps[10]) and early.gaps == 0 and early.dropped == {}
+    assert late.gaps == 1 and late.timestamp[0] == stamps[13]
+    assert window_at(history, 2, 5).timestamp.tolist() == stamps[:3].tolist()
