@@ -83,7 +83,6 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     """Run the pipeline every `interval_seconds` (replay feeds do not wait)."""
     from .config import SYMBOL_PATTERN
     from .engine import Pipeline, StartupError, limit_threads
-    from .logs import get_logger
 
     registry, config = load(ctx, config_path)
     chosen = None
@@ -99,12 +98,12 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
         fail(str(exc))
 
     stop = threading.Event()
-    log = get_logger()
 
     def request_stop(signum: int, _frame: Any) -> None:
+        # Only set a flag: logging here could deadlock on the log stream's lock if the signal
+        # lands while the main thread is writing a line. The run loop logs the stop.
         if stop.is_set() and signum == signals.SIGINT:
             raise KeyboardInterrupt
-        log.info("stop requested; finishing the current signal", signal=signals.Signals(signum).name)
         stop.set()
 
     signals.signal(signals.SIGINT, request_stop)

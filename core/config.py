@@ -157,7 +157,10 @@ class V7Config:
         data.pop("logging", None)
         data.pop("backtest", None)
         data.pop("stats", None)
-        data["engine"] = {k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "max_threads"}}
+        data.pop("sinks", None)  # where a signal is stored does not shape it
+        data["engine"] = {
+            k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "max_threads", "interval_seconds"}
+        }
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

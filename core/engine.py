@@ -380,6 +380,8 @@ class Pipeline:
                         produced.append(signal)
                     if live and (iterations is None or iteration < iterations):
                         stop.wait(max(0.0, self.config.engine.interval_seconds - (time.monotonic() - started)))
+            if stop.is_set():
+                log.info("stop requested; the current signals were finished and stored")
         finally:
             self.close()
             log.info("run stopped", signals=len(produced))

@@ -106,8 +106,6 @@ def export(ctx: Any, config_path: str | None, db_path: str | None, hours: float 
             frame.to_csv(target, index=False)
         elif fmt == "jsonl":
             frame.to_json(target, orient="records", lines=True, date_format="iso")
-            if out is None:
-                sys.stdout.write("\n")
         else:
             try:
                 import pyarrow  # noqa: F401

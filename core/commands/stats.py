@@ -283,10 +283,8 @@ def render(data: dict[str, Any]) -> None:
     if not data["signals"]:
         console.print("No signals stored" + (" in this window." if window else " yet."))
         return
-    console.print(
-        f"{data['signals']} signals, created {data['created_at']['first']} → {data['created_at']['last']}, "
-        f"bars {data['bar_time']['first']} → {data['bar_time']['last']}"
-    )
+    console.print(f"{data['signals']} signals, created {data['created_at']['first']} → {data['created_at']['last']}")
+    console.print(f"bars {data['bar_time']['first']} → {data['bar_time']['last']}")
 
     table = Table(title="Directions", title_justify="left")
     for column in ("direction", "count", "share", "mean confidence"):
@@ -295,10 +293,7 @@ def render(data: dict[str, Any]) -> None:
         table.add_row(direction, str(row["count"]), _pct(row["share"]), _num(row["mean_confidence"], 3))
     console.print(table)
     hold = data["hold"]
-    console.print(
-        f"HOLD share {_pct(hold['share'])}, target {_pct(hold['target_min'])}–{_pct(hold['target_max'])}: "
-        f"[bold]{hold['status']}[/]"
-    )
+    console.print(f"HOLD share {_pct(hold['share'])}, target {_pct(hold['target_min'])}–{_pct(hold['target_max'])}: [bold]{hold['status']}[/]")
 
     table = Table(title="Symbols", title_justify="left")
     for column in ("symbol", "signals", "BUY", "SELL", "HOLD", "HOLD share", "mean confidence", "last bar", "last"):
@@ -319,8 +314,11 @@ def render(data: dict[str, Any]) -> None:
     console.print(table)
 
     table = Table(title="Theories", title_justify="left")
-    for column in ("theory", "results", "ok", "insufficient", "error", "error %", "insufficient %", "p50 ms", "p99 ms", "last error"):
-        table.add_column(column, justify="left" if column in ("theory", "last error") else "right", overflow="fold")
+    for column in ("theory", "results", "ok", "insuff.", "error", "error %", "insuff. %", "p50 ms", "p99 ms", "last error"):
+        if column == "last error":
+            table.add_column(column, overflow="fold", min_width=12)
+        else:
+            table.add_column(column, justify="left" if column == "theory" else "right", no_wrap=True)
     for row in data["theories"]:
         table.add_row(
             row["theory"], str(row["results"]), str(row["ok"]), str(row["insufficient_data"]), str(row["error"]),
@@ -339,14 +337,12 @@ def render(data: dict[str, Any]) -> None:
     llm = data["llm"]
     if llm["signals_with_usage"]:
         console.print(
-            f"LLM: {llm['signals_with_usage']} signals with usage, {llm['prompt_tokens']:,} prompt + "
-            f"{llm['completion_tokens']:,} completion tokens, cache hits {_pct(llm['cache_hit_ratio'])} of prompt tokens, "
-            f"cost ${llm['cost']:.4f} (${llm['cost_per_signal']:.5f} per signal)"
+            f"LLM: {llm['signals_with_usage']} signals with usage; {llm['prompt_tokens']:,} prompt + "
+            f"{llm['completion_tokens']:,} completion tokens; cache hits {_pct(llm['cache_hit_ratio'])} of prompt tokens"
         )
+        console.print(f"LLM cost: ${llm['cost']:.4f} (${llm['cost_per_signal']:.5f} per signal)")
     else:
         console.print("LLM: no token usage recorded (no LLM synthesizer ran)")
     storage = data["storage"]
-    console.print(
-        f"Storage: {storage['runs']} run(s), {storage['runs_without_stop']} without a recorded stop (running or killed); "
-        f"{storage['stored_late']} stored >60 s late (spooled); {storage['spool_waiting']} waiting in the spool"
-    )
+    console.print(f"Runs: {storage['runs']}, of which {storage['runs_without_stop']} without a recorded stop (running or killed)")
+    console.print(f"Spool: {storage['spool_waiting']} signal(s) waiting; {storage['stored_late']} stored more than 60 s after creation")

@@ -376,7 +376,7 @@ class SqliteSink(Sink):
         self._run: RunInfo | None = None
         self._log: Any = None
         self._path = Path(self.config.path)
-        self.spool = Spool(self._path.with_name(self._path.name + ".spool.jsonl"))
+        self.spool = Spool(self._path.resolve().with_name(self._path.name + ".spool.jsonl"))
         self._unspooled: list[Signal] = []  # last resort when even the spool cannot be written
         self._pending_latency: tuple[int, float] | None = None  # (signal id, sink ms) not yet in its row
 
@@ -457,6 +457,10 @@ class SqliteSink(Sink):
             if self._unspooled or self.spool.exists():
                 self._replay()
             return self._insert(signal)
+        except SqliteSinkError as exc:  # reconnecting found a database this V7 must not write (e.g. a newer schema)
+            self._disconnect()
+            where = self._keep(signal)
+            raise SqliteSinkError(f"sqlite sink: {self.path}: {exc}; signal {signal.symbol} {iso(signal.bar_time)} {where}") from exc
         except (sqlite3.Error, OSError) as exc:
             if not is_retryable(exc):
                 raise SqliteSinkError(f"sqlite sink: cannot store {signal.symbol} {iso(signal.bar_time)} in {self.path}: {describe(exc)}") from exc

@@ -124,4 +124,5 @@ def test_config_hash_ignores_symbols_but_not_theory_settings(registry):
     a = validate_config({"engine": {"symbols": ["BTC-USD"]}}, registry)
     b = validate_config({"engine": {"symbols": ["ETH-USD"]}}, registry)
     c = validate_config({"theories": {"enabled": ["kalman_filter", "hurst_exponent"]}}, registry)
-    assert a.config_hash() == b.config_hash() != c.config_hash()
+    d = validate_config({"engine": {"symbols": ["BTC-USD"]}, "sinks": {"enabled": ["sqlite", "jsonl"], "sqlite": {"path": "elsewhere.db"}}}, registry)
+    assert a.config_hash() == b.config_hash() == d.config_hash() != c.config_hash()

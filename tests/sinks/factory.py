@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -55,14 +54,6 @@ def write_config(folder: Path, theories: list[str] | None = None, sinks: str | N
     path = folder / "config.toml"
     path.write_text(text + "\n" + extra)
     return path
-
-
-def copy_default_config(folder: Path) -> Path:
-    return Path(shutil.copy(REPO / "config.toml", folder / "config.toml"))
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LogCapture:

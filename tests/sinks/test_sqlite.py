@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal as signals
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import FAST_THEORIES, LogCapture, iso, make_signal, run_info, write_config
+from factory import FAST_THEORIES, LogCapture, make_signal, run_info, write_config
 from helpers import run_v7
 from v7 import Signal
 from v7.plugins.sinks import sqlite as sqlite_sink
@@ -144,6 +143,15 @@ def test_newer_or_foreign_databases_are_refused_clearly(tmp_path):
     sqlite3.connect(newer, isolation_level=None).execute("UPDATE schema_version SET version = 99")
     with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(2\)"):
         open_sink(newer)
+
+    # Found while running (another V7 upgraded the file): the signal is kept in the spool, not dropped.
+    sink = open_sink(tmp_path / "later.db")
+    sqlite3.connect(tmp_path / "later.db", isolation_level=None).execute("UPDATE schema_version SET version = 3")
+    sink._disconnect()
+    with pytest.raises(SqliteSinkError, match=r"later\.db: database schema version 3 is newer .* spooled to"):
+        sink.write(make_signal(0))
+    assert len(sink.spool) == 1
+    sink.close()
 
     foreign = tmp_path / "foreign.db"
     sqlite3.connect(foreign, isolation_level=None).execute("CREATE TABLE notes (x)")
@@ -416,18 +424,27 @@ def test_readers_read_while_v7_run_writes(tmp_path):
             assert time.monotonic() < deadline and process.poll() is None, "the run stored nothing"
             time.sleep(0.05)
         reader = open_reader(tmp_path / "v7.db", timeout_s=0.1)  # no waiting allowed: a reader never waits for the writer
-        seen = []
-        for _ in range(10):
-            seen.append(reader.execute("SELECT count(*) FROM signals").fetchone()[0])
-            time.sleep(0.05)
-        assert seen == sorted(seen) and seen[-1] > seen[0]
+
+        def wait_for(condition) -> None:
+            deadline = time.monotonic() + 30
+            while not condition():
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.02)
+
+        def count() -> int:
+            return reader.execute("SELECT count(*) FROM signals").fetchone()[0]
+
+        seen = [count()]
+        while len(seen) < 5:  # each read sees the latest commit, and the count only grows
+            wait_for(lambda: count() > seen[-1])
+            seen.append(count())
+        assert seen == sorted(seen)
         # A long read transaction sees one snapshot and does not hold the writer back.
         reader.execute("BEGIN")
         snapshot = reader.execute("SELECT count(*) FROM signals").fetchone()[0]
         logged = len(stored)
-        time.sleep(0.5)
+        wait_for(lambda: len(stored) > logged + 10)
         assert reader.execute("SELECT count(*) FROM signals").fetchone()[0] == snapshot
-        assert len(stored) > logged + 10
         reader.execute("COMMIT")
         whole = reader.execute(
             "SELECT count(*) FROM signals s WHERE NOT EXISTS (SELECT 1 FROM theory_results t WHERE t.signal_id = s.id)"
@@ -438,11 +455,11 @@ def test_readers_read_while_v7_run_writes(tmp_path):
         assert stats.returncode == 0, stats.stderr
         assert json.loads(stats.stdout)["signals"] >= 20
     finally:
-        process.send_signal(signals.SIGTERM)
+        # SIGKILL, not SIGTERM: the stop is not what this test is about (test_kill.py covers kills).
+        process.kill()
         process.wait(timeout=60)
         reader_thread.join(timeout=10)
-    assert process.returncode == 0
     db = sqlite3.connect(tmp_path / "v7.db")
-    assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == len(stored)
-    assert db.execute("SELECT count(*) FROM signals WHERE sink_ms IS NULL").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM runs WHERE stopped_at IS NOT NULL").fetchone()[0] == 1
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # Every logged signal is there; at most one more was committed before its log line got out.
+    assert len(stored) <= db.execute("SELECT count(*) FROM signals").fetchone()[0] <= len(stored) + 1
