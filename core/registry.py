@@ -139,13 +139,14 @@ class Registry:
         if entry_points is None:
             entry_points = importlib.metadata.entry_points(group=hookspecs.PROJECT)
         seen: set[str] = set()
+        # Reading name and version parses a distribution's METADATA each time: once per distribution.
+        described: dict[int, tuple[str, str]] = {}
         for ep in entry_points:
             dist = getattr(ep, "dist", None)
-            source = PluginSource(
-                plugin=ep.name,
-                distribution=getattr(dist, "name", None) or "unknown",
-                version=getattr(dist, "version", None) or "",
-            )
+            if id(dist) not in described:
+                described[id(dist)] = (getattr(dist, "name", None) or "unknown", getattr(dist, "version", None) or "")
+            name, version = described[id(dist)]
+            source = PluginSource(plugin=ep.name, distribution=name, version=version)
             if ep.name in seen:
                 # The same distribution can be visible twice on sys.path (editable + wheel); skip it.
                 if any(c.source == source for c in self.all()):
