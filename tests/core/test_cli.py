@@ -125,3 +125,19 @@ def test_symbols_option_overrides_config(tmp_path):
     assert rows == [("ETH-USD",)]
     bad = run_v7("run", "--config", "config.toml", "--symbols", "btc", cwd=tmp_path)
     assert bad.returncode == 2 and "--symbols: got 'btc'" in bad.stderr
+
+
+def test_max_threads_caps_the_numeric_thread_pools(tmp_path):
+    (tmp_path / "c.toml").write_text("[engine]\nmax_threads = 1\n")
+    code = (
+        "import sys, json; from v7.core.registry import load_registry; from v7.core.config import load_config; "
+        "from v7.core.engine import limit_threads; import os; "
+        "cfg = load_config(sys.argv[1], load_registry()); limit_threads(cfg.engine.max_threads); "
+        "import numpy, scipy.linalg; from threadpoolctl import threadpool_info; "
+        "print(json.dumps({'env': os.environ['OPENBLAS_NUM_THREADS'], 'pools': [p['num_threads'] for p in threadpool_info()]}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.toml")], capture_output=True, text=True, env=env, check=True)
+    report = json.loads(out.stdout)
+    assert report["env"] == "1"
+    assert report["pools"] and all(n == 1 for n in report["pools"])
