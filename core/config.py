@@ -45,7 +45,8 @@ class EngineConfig(BaseModel):
     interval_seconds: float = Field(default=900, gt=0)
     max_threads: int = Field(default=2, ge=1, le=256, description="caps numpy/BLAS/OpenMP threads")
     theory_timeout_seconds: float = Field(default=10.0, gt=0, description="a theory running longer is an error")
-    symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols processed concurrently")
+    symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols whose theories run concurrently")
+    fetch_workers: int = Field(default=16, ge=1, le=256, description="symbols fetched concurrently (feeds respect their own rate limits)")
 
     @field_validator("symbols")
     @classmethod
@@ -159,7 +160,7 @@ class V7Config:
         data.pop("stats", None)
         data.pop("sinks", None)  # where a signal is stored does not shape it
         data["engine"] = {
-            k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "max_threads", "interval_seconds"}
+            k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds"}
         }
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,16 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         message = f"invalid output: {problems}"
         return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
     return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the feeds returned for one symbol in one iteration."""
+
+    candles: CandleSeries
+    context: MarketContext | None
+    context_error: str | None
+    elapsed_ms: float
 
 
 def _checked(answer: Any) -> Synthesis:
@@ -228,11 +238,13 @@ class Pipeline:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
         return None, ("; ".join(errors) or None)
 
-    def process_symbol(self, symbol: str) -> Signal | None:
-        """One symbol through feeds, theories, formatters and synthesizer; None when it must be skipped."""
+    def fetch(self, symbol: str) -> "Fetched | None":
+        """Candles and market context for one symbol; None when the symbol must be skipped this iteration.
+
+        Raises `EndOfData` when a replay has no more bars for the symbol.
+        """
         log = get_logger(symbol=symbol, run_id=self.run_id)
         engine = self.config.engine
-        timings: dict[str, float] = {}
         started = time.perf_counter()
         feed = self.feeds[self.config.candle_feed] if self.config.candle_feed else None
         if feed is None:
@@ -247,9 +259,20 @@ class Pipeline:
         if candles is None or len(candles) == 0:
             log.warning("feed returned no usable candles; symbol skipped this iteration", plugin=feed.name)
             return None
-        candles = candles.tail(engine.lookback)
         context, context_error = self.fetch_context(symbol) if self.config.context_feeds else (None, None)
-        timings["feed"] = (time.perf_counter() - started) * 1000
+        return Fetched(candles.tail(engine.lookback), context, context_error, (time.perf_counter() - started) * 1000)
+
+    def process_symbol(self, symbol: str) -> Signal | None:
+        """One symbol through feeds, theories, formatters and synthesizer; None when it must be skipped."""
+        fetched = self.fetch(symbol)
+        return None if fetched is None else self.evaluate(symbol, fetched)
+
+    def evaluate(self, symbol: str, fetched: "Fetched") -> Signal | None:
+        """Theories, formatters and synthesizer on fetched data; None when no synthesizer answered."""
+        log = get_logger(symbol=symbol, run_id=self.run_id)
+        engine = self.config.engine
+        candles, context, context_error = fetched.candles, fetched.context, fetched.context_error
+        timings: dict[str, float] = {"feed": fetched.elapsed_ms}
 
         mark = time.perf_counter()
         results = self.analyze(candles)
@@ -354,7 +377,11 @@ class Pipeline:
         self.open()
         try:
             iteration = 0
-            with ThreadPoolExecutor(max_workers=min(self.config.engine.symbol_workers, len(symbols)), thread_name_prefix="symbol") as pool:
+            engine = self.config.engine
+            # Feeds wait on the network, theories on the CPU: separate pools, so 50 symbols fetch
+            # concurrently while only `symbol_workers` compute at a time.
+            with ThreadPoolExecutor(max_workers=min(engine.fetch_workers, len(symbols)), thread_name_prefix="fetch") as fetchers, \
+                    ThreadPoolExecutor(max_workers=min(engine.symbol_workers, len(symbols)), thread_name_prefix="symbol") as pool:
                 while not stop.is_set() and (iterations is None or iteration < iterations):
                     iteration += 1
                     started = time.monotonic()
@@ -362,14 +389,26 @@ class Pipeline:
                     if not active:
                         log.info("every symbol reached the end of its data; stopping")
                         break
-                    futures = {s: pool.submit(self.process_symbol, s) for s in active}
-                    for symbol, future in futures.items():
+                    fetches = {fetchers.submit(self.fetch, s): s for s in active}
+                    evaluations: dict[str, Future[Signal | None]] = {}
+                    for future in as_completed(fetches):
+                        symbol = fetches[future]
                         try:
-                            signal = future.result()
+                            fetched = future.result()
                         except EndOfData as exc:
                             ended.add(symbol)
                             log.info("feed has no more data for symbol", symbol=symbol, reason=str(exc))
                             continue
+                        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
+                            log.exception("fetching failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+                            continue
+                        if fetched is not None:
+                            evaluations[symbol] = pool.submit(self.evaluate, symbol, fetched)
+                    for symbol in active:  # stored in the order of the config's symbols
+                        if symbol not in evaluations:
+                            continue
+                        try:
+                            signal = evaluations[symbol].result()
                         except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
                             log.exception("processing failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
                             continue

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
 from plugin_samples import SamplePlugin
-from v7 import Sink, Synthesizer, hookimpl
+from v7 import Feed, Sink, Synthesizer, hookimpl
 from v7.core.candles import read_candles_csv
 from v7.core.config import validate_config
 from v7.core.engine import Pipeline, run_theory
@@ -147,3 +148,43 @@ def test_replay_steps_one_bar_per_iteration(registry, tmp_path):
     times = [int(s.bar_time.timestamp()) for s in signals]
     assert [b - a for a, b in zip(times, times[1:])] == [3600, 3600]
     assert all(s.theory_results[0].metrics["bars"] == 400 for s in signals)
+
+
+class SlowFeed(Feed):
+    """A feed that waits on a 'network' for each symbol: the engine must not wait serially."""
+
+    name = "slow"
+    live = False
+    calls: list[float] = []
+
+    history = None
+
+    def fetch_candles(self, symbol, granularity, lookback):
+        time.sleep(0.2)
+        SlowFeed.calls.append(time.monotonic())
+        return SlowFeed.history.tail(lookback)
+
+
+class SlowFeedPlugin:
+    @hookimpl
+    def register_feeds(self, register):
+        register(SlowFeed)
+
+
+def test_fifty_symbols_fetch_concurrently_not_serially(registry, tmp_path):
+    registry.add_plugin(SlowFeedPlugin(), PluginSource("slow", "v7-test-slow", "1.0"))
+    symbols = [f"S{i:02d}-USD" for i in range(50)]
+    raw = {
+        "engine": {"symbols": symbols, "lookback": 100, "fetch_workers": 50},
+        "feeds": {"enabled": ["slow"]},
+        "theories": {"enabled": ["constant"]},
+        "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}},
+    }
+    SlowFeed.history = read_candles_csv(BTC_CSV, "BTC-USD")
+    pipeline = Pipeline.build(validate_config(raw, registry), registry)
+    started = time.monotonic()
+    signals = pipeline.run(iterations=1)
+    elapsed = time.monotonic() - started
+    assert [s.symbol for s in signals] == symbols  # stored in config order
+    assert max(SlowFeed.calls) - min(SlowFeed.calls) < 1.0  # all 50 answered within one "round trip" or so
+    assert elapsed < 50 * 0.2 / 4, elapsed  # serial fetching would take 10 s
