@@ -89,8 +89,8 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     if symbols:
         chosen = [s.strip() for s in symbols.split(",") if s.strip()]
         bad = [s for s in chosen if not SYMBOL_PATTERN.match(s)]
-        if bad or not chosen:
-            fail(f"--symbols: got {symbols!r}; expected comma-separated BASE-QUOTE symbols such as BTC-USD,ETH-USD")
+        if bad or not chosen or len(set(chosen)) != len(chosen):
+            fail(f"--symbols: got {symbols!r}; expected distinct comma-separated BASE-QUOTE symbols such as BTC-USD,ETH-USD")
     limit_threads(config.engine.max_threads)
     try:
         pipeline = Pipeline.build(config, registry)

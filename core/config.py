@@ -25,6 +25,7 @@ from .registry import KIND_SECTION, Registry
 DEFAULT_THEORIES = ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"]
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,15}$")
 # Whole key names only: `api_key`, `secret`, `auth_token` are secrets; `max_tokens`, `api_key_env` are not.
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$", re.IGNORECASE)
 
 
@@ -174,6 +175,8 @@ def redact(data: Any, parent_key: str = "") -> Any:
         return [redact(v, parent_key) for v in data]
     if parent_key and SECRET_KEY_PATTERN.search(parent_key) and data not in (None, ""):
         return "***"
+    if parent_key.endswith("_env") and isinstance(data, str) and not ENV_NAME_PATTERN.match(data):
+        return "***"  # not a variable name: most likely the secret itself, pasted by mistake
     return data
 
 
@@ -189,18 +192,26 @@ def _path(parts: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
+def _shown_input(loc: list[Any], value: Any) -> str:
+    """The bad value for an error message, unless it may be a secret (a key pasted where its variable's name belongs)."""
+    key = str(loc[-1]) if loc else ""
+    if key.endswith("_env") or SECRET_KEY_PATTERN.search(key):
+        return "a value (hidden: it may be a secret)"
+    return _describe(value)
+
+
 def _pydantic_problems(where: str, prefix: list[Any], exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = prefix + [p for p in err["loc"] if p != "__root__"]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            problems.append(f"{where}: {_path(loc)}: unknown key (got {_describe(err['input'])})")
+            problems.append(f"{where}: {_path(loc)}: unknown key (got {_shown_input(loc, err['input'])})")
         elif err["type"] == "missing":
             problems.append(f"{where}: {_path(loc)}: missing, a value is required")
         else:
             expected = msg[0].lower() + msg[1:] if msg else "a valid value"
-            problems.append(f"{where}: {_path(loc)}: got {_describe(err['input'])}; expected: {expected}")
+            problems.append(f"{where}: {_path(loc)}: got {_shown_input(loc, err['input'])}; expected: {expected}")
     return problems
 
 
@@ -368,8 +379,8 @@ def _resolve_feed_roles(where: str, section: dict[str, Any], config: V7Config, r
     candles = section.get("candles")
     if candles is None:
         candles = next((n for n in usable if provides(n, "candles")), None)
-        if candles is None and usable:
-            problems.append(f"{where}: feeds.enabled: none of {enabled} provides candles; enable a candle feed such as 'replay'")
+        if candles is None and (usable or not enabled):
+            problems.append(f"{where}: feeds.enabled: got {enabled}; expected at least one feed that provides candles, such as 'replay'")
     elif not isinstance(candles, str) or candles not in enabled:
         problems.append(f"{where}: feeds.candles: got {_describe(candles)}; expected one of the enabled feeds {enabled}")
         candles = None

@@ -42,21 +42,30 @@ def limit_threads(max_threads: int) -> None:
 class _TheoryWorker:
     """A daemon thread that runs one theory's calls, so a hang can be abandoned without killing anything.
 
-    Reused from call to call (starting a thread per call costs ~0.5 ms per theory per bar); a
-    worker whose call timed out is abandoned and the next call gets a fresh one.
+    Reused from call to call (starting a thread per call costs ~0.5 ms per theory per bar). After a
+    time-out the worker is set aside: while its call still runs, the theory answers `error` at once
+    instead of piling up one stuck thread per call; once the call ends the worker serves again.
     """
 
     def __init__(self, name: str) -> None:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.busy = threading.Event()
         threading.Thread(target=self._serve, name=f"theory-{name}", daemon=True).start()
 
     def _serve(self) -> None:
         while True:
-            job = self.jobs.get()
-            if job is None:
+            item = self.jobs.get()
+            if item is None:
                 return
-            job()
-            del job  # holding the finished call would keep its theory (and candles) alive
+            job, outcome = item
+            result = job()
+            self.busy.clear()  # before answering, so the next call never finds this worker busy
+            outcome.put(result)
+            del item, job, result  # holding the finished call would keep its theory (and candles) alive
+
+    def submit(self, job: Any, outcome: "queue.SimpleQueue[Any]") -> None:
+        self.busy.set()  # busy from submission until the answer is ready
+        self.jobs.put((job, outcome))
 
 
 # One worker per theory per calling thread: symbols processed in parallel never queue behind
@@ -73,10 +82,6 @@ def _worker_for(theory: Theory) -> _TheoryWorker:
     return worker
 
 
-def _abandon_worker(theory: Theory) -> None:
-    _workers.__dict__.get("by_theory", {}).pop(theory, None)
-
-
 def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryResult:
     """Run one theory in isolation: an exception, a hang past `timeout` or invalid output becomes an error result."""
     base = {"theory": theory.name, "version": str(theory.version)}
@@ -89,20 +94,23 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         )
     outcome: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
-    def target() -> None:
+    def target() -> tuple[str, Any]:
         try:
-            outcome.put(("ok", theory.analyze(candles)))
+            return ("ok", theory.analyze(candles))
         except InsufficientData as exc:
-            outcome.put(("insufficient_data", str(exc) or "insufficient data"))
+            return ("insufficient_data", str(exc) or "insufficient data")
         except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything
-            outcome.put(("error", f"{type(exc).__name__}: {exc}"))
+            return ("error", f"{type(exc).__name__}: {exc}")
 
     started = time.perf_counter()
-    _worker_for(theory).jobs.put(target)
+    worker = _worker_for(theory)
+    if worker.busy.is_set():
+        message = "its previous call timed out and is still running"
+        return TheoryResult(**base, status="error", message=message, interpretation=message)
+    worker.submit(target, outcome)
     try:
         status, value = outcome.get(timeout=timeout)
     except queue.Empty:
-        _abandon_worker(theory)
         return TheoryResult(
             **base, status="error", elapsed_ms=(time.perf_counter() - started) * 1000,
             message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
@@ -197,7 +205,10 @@ class Pipeline:
         theories = {t.name: t for t in self.theories}
         for formatter in self.formatters:
             try:
-                prompt = formatter.format(request, prompt, theories)
+                text = formatter.format(request, prompt, theories)
+                if not isinstance(text, str):
+                    raise TypeError(f"format() returned {type(text).__name__}, expected str")
+                prompt = text
             except Exception as exc:
                 get_logger(symbol=request.symbol, plugin=formatter.name).error(
                     "formatter failed; its part of the prompt is skipped", error=f"{type(exc).__name__}: {exc}"
@@ -374,8 +385,8 @@ class Pipeline:
         produced: list[Signal] = []
         log = get_logger(run_id=self.run_id)
         log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config.config_hash())
-        self.open()
         try:
+            self.open()
             iteration = 0
             engine = self.config.engine
             # Feeds wait on the network, theories on the CPU: separate pools, so 50 symbols fetch
@@ -404,6 +415,10 @@ class Pipeline:
                             continue
                         if fetched is not None:
                             evaluations[symbol] = pool.submit(self.evaluate, symbol, fetched)
+                    if not evaluations and not live and any(s not in ended for s in active):
+                        # Replayed data will not appear by retrying: stop instead of spinning.
+                        log.error("no symbol produced data and no feed is live; stopping", symbols=[s for s in active if s not in ended])
+                        break
                     for symbol in active:  # stored in the order of the config's symbols
                         if symbol not in evaluations:
                             continue

@@ -75,6 +75,7 @@ class Registry:
     errors: list[LoadError] = field(default_factory=list)
     plugin_manager: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
     _conflicts: dict[tuple[str, str], RegisteredComponent] = field(default_factory=dict)
+    _sources: dict[str, PluginSource] = field(default_factory=dict)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -99,9 +100,17 @@ class Registry:
 
     def add_plugin(self, plugin: Any, source: PluginSource) -> None:
         """Register one plugin object (a module or any object with hookimpls) and collect its components."""
+        name = source.plugin
+        first = self._sources.get(name)
+        if first is not None:
+            # Same entry-point name from two distributions: report both, and register this one under
+            # a distinct name so its components meet the name-conflict check instead of vanishing.
+            self.errors.append(LoadError(source, f"two plugins are named {name!r}: distribution {first.distribution} and distribution {source.distribution}"))
+            name = f"{name}@{source.distribution}"
+        self._sources.setdefault(source.plugin, source)
         try:
-            self.plugin_manager.register(plugin, name=source.plugin)
-        except Exception as exc:  # pluggy validation errors, duplicate plugin names
+            self.plugin_manager.register(plugin, name=name)
+        except Exception as exc:  # pluggy validation errors
             self.errors.append(LoadError(source, f"{type(exc).__name__}: {exc}"))
             return
         for hook_name, kind in HOOK_KIND.items():

@@ -25,6 +25,13 @@ class ReplayConfig(PluginConfig):
     )
     step: int = Field(default=1, ge=1, description="Bars to advance per iteration")
 
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.exists():
+            raise ValueError(f"no such file or folder (relative paths start at {Path.cwd()})")
+        return value
+
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:

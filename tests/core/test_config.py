@@ -126,3 +126,18 @@ def test_config_hash_ignores_symbols_but_not_theory_settings(registry):
     c = validate_config({"theories": {"enabled": ["kalman_filter", "hurst_exponent"]}}, registry)
     d = validate_config({"engine": {"symbols": ["BTC-USD"]}, "sinks": {"enabled": ["sqlite", "jsonl"], "sqlite": {"path": "elsewhere.db"}}}, registry)
     assert a.config_hash() == b.config_hash() == d.config_hash() != c.config_hash()
+
+
+def test_a_key_pasted_where_its_variable_name_belongs_is_never_echoed(registry, tmp_path):
+    secret = "sk-live-abcdef0123456789"
+    problems = problems_of({"synthesizer": {"use": "deepseek", "deepseek": {"api_key_env": secret, "api_key": secret}}}, registry)
+    text = "\n".join(problems)
+    assert "synthesizer.deepseek.api_key_env" in text and "synthesizer.deepseek.api_key: unknown key" in text
+    assert secret not in text
+    assert redact({"feeds": {"coingecko": {"api_key_env": secret}}})["feeds"]["coingecko"]["api_key_env"] == "***"
+    assert redact({"feeds": {"coingecko": {"api_key_env": "COINGECKO_API_KEY"}}})["feeds"]["coingecko"]["api_key_env"] == "COINGECKO_API_KEY"
+
+
+def test_a_config_without_a_candle_feed_is_refused(registry):
+    (problem,) = problems_of({"feeds": {"enabled": []}}, registry)
+    assert "feeds.enabled: got []; expected at least one feed that provides candles" in problem

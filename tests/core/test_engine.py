@@ -188,3 +188,50 @@ def test_fifty_symbols_fetch_concurrently_not_serially(registry, tmp_path):
     assert [s.symbol for s in signals] == symbols  # stored in config order
     assert max(SlowFeed.calls) - min(SlowFeed.calls) < 1.0  # all 50 answered within one "round trip" or so
     assert elapsed < 50 * 0.2 / 4, elapsed  # serial fetching would take 10 s
+
+
+def test_a_theory_that_keeps_hanging_does_not_pile_up_threads(registry, candles):
+    import threading
+
+    theory = registry.get("theory", "hanging").cls()
+    before = threading.active_count()
+    first = run_theory(theory, candles, timeout=0.2)
+    assert first.status == "error" and "timed out" in first.message
+    for _ in range(5):
+        again = run_theory(theory, candles, timeout=0.2)
+        assert again.status == "error" and "previous call timed out and is still running" in again.message
+    assert threading.active_count() <= before + 1
+
+
+def test_a_formatter_returning_nonsense_loses_only_its_part(registry, tmp_path):
+    from v7 import PromptFormatter
+
+    class NoneFormatter(PromptFormatter):
+        name = "returns_none"
+
+        def format(self, request, prompt, theories):
+            return None
+
+    class Plugin:
+        @hookimpl
+        def register_formatters(self, register):
+            register(NoneFormatter)
+
+    registry.add_plugin(Plugin(), PluginSource("none-fmt", "v7-test-none", "1.0"))
+    pipeline = pipeline_for(registry, tmp_path, ["constant"], formatters={"enabled": ["markdown", "returns_none"]})
+    signal = pipeline.process_symbol("BTC-USD")
+    assert signal is not None and "### constant" in signal.prompt
+
+
+def test_a_replay_that_yields_nothing_stops_instead_of_spinning(registry, tmp_path):
+    (tmp_path / "candles").mkdir()
+    raw = {
+        "engine": {"symbols": ["BTC-USD"], "lookback": 100},
+        "feeds": {"enabled": ["replay"], "replay": {"path": str(tmp_path / "candles")}},
+        "theories": {"enabled": ["constant"]},
+        "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}},
+    }
+    pipeline = Pipeline.build(validate_config(raw, registry), registry)
+    started = time.monotonic()
+    assert pipeline.run() == []  # no --iterations: it must end by itself
+    assert time.monotonic() - started < 10

@@ -131,3 +131,25 @@ def test_listing_plugins_does_not_import_heavy_libraries():
     count, heavy = out.strip().split(" ", 1)
     assert int(count) >= len(BUILTINS)
     assert heavy == "[]", heavy
+
+
+def test_two_distributions_with_the_same_entry_point_name_are_both_named(tmp_path):
+    module = """
+        from v7 import hookimpl, Theory, TheoryFinding
+        class T(Theory):
+            name = "twin"
+            def analyze(self, candles):
+                return TheoryFinding(confidence=0.1, label="x", interpretation="x")
+        @hookimpl
+        def register_theories(register):
+            register(T)
+    """
+    make_distribution(tmp_path / "site", "v7-twin-a", "1.0", {"twin": "twin_a"}, {"twin_a": module})
+    make_distribution(tmp_path / "site", "v7-twin-b", "2.0", {"twin": "twin_b"}, {"twin_b": module})
+    rows = json.loads(run_v7("plugins", "--json", cwd=tmp_path, extra_path=tmp_path / "site").stdout)
+    errors = " ".join(r["error"] for r in rows if r["error"])
+    assert "v7-twin-a" in errors and "v7-twin-b" in errors
+    assert not [r for r in rows if r["name"] == "twin" and not r["error"]]  # neither silently wins
+    (tmp_path / "c.toml").write_text('[theories]\nenabled = ["twin"]\n')
+    result = run_v7("config", "check", "--config", "c.toml", cwd=tmp_path, extra_path=tmp_path / "site")
+    assert result.returncode == 2 and "v7-twin-a" in result.stderr and "v7-twin-b" in result.stderr
