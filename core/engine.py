@@ -290,7 +290,7 @@ class Pipeline:
         timings["theories"] = (time.perf_counter() - mark) * 1000
 
         request = PromptRequest(
-            symbol=symbol, granularity=engine.granularity, bar_time=candles.last_time,
+            symbol=symbol, granularity=engine.granularity, bar_time=candles.signal_time,
             price=candles.last_price, results=results, context=context,
         )
         mark = time.perf_counter()
@@ -308,7 +308,7 @@ class Pipeline:
         return Signal(
             symbol=symbol,
             granularity=engine.granularity,
-            bar_time=candles.last_time,
+            bar_time=candles.signal_time,
             direction=synthesis.direction,
             confidence=synthesis.confidence,
             price=candles.last_price,

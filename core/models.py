@@ -66,6 +66,8 @@ class CandleSeries:
     gaps: int = 0
     # Rows the feed's validation dropped, by reason; only on the series as read, not on slices.
     dropped: dict[str, int] = field(default_factory=dict)
+    # Set by live feeds whose last bar is still forming: unix seconds of the data it holds.
+    as_of: int | None = None
 
     def __len__(self) -> int:
         return int(self.close.shape[0])
@@ -73,6 +75,16 @@ class CandleSeries:
     @property
     def last_time(self) -> datetime:
         return datetime.fromtimestamp(int(self.timestamp[-1]), timezone.utc)
+
+    @property
+    def signal_time(self) -> datetime:
+        """What a signal on this series is as of: the last bar's open, or for a forming bar the data's time.
+
+        A forming hour analysed at :15 and again at :30 gives two signals, not one stored twice.
+        """
+        if self.as_of is not None:
+            return datetime.fromtimestamp(int(self.as_of), timezone.utc)
+        return self.last_time
 
     @property
     def last_price(self) -> float:
@@ -99,6 +111,7 @@ class CandleSeries:
             close=self.close[start:stop],
             volume=self.volume[start:stop],
             gaps=gaps,
+            as_of=self.as_of if stop >= len(self) else None,
         )
 
     def to_frame(self) -> "pd.DataFrame":

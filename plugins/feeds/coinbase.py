@@ -435,6 +435,7 @@ class CoinbaseCandleFeed(Feed):
                     records.append(forming)
                 else:
                     dropped["invalid forming candle"] = dropped.get("invalid forming candle", 0) + 1
+        forming_included = bool(records) and int(records[-1][0]) == current
         records = records[-lookback:]
         if not records:
             return None
@@ -444,7 +445,7 @@ class CoinbaseCandleFeed(Feed):
         return CandleSeries(
             symbol=symbol, granularity=granularity, timestamp=timestamps,
             open=columns[1], high=columns[2], low=columns[3], close=columns[4], volume=columns[5],
-            gaps=gaps, dropped=dropped,
+            gaps=gaps, dropped=dropped, as_of=int(self.clock()) if forming_included else None,
         )
 
     # -- live socket ----------------------------------------------------------------------

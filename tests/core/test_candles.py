@@ -59,3 +59,16 @@ def test_a_slice_says_nothing_about_later_bars():
     assert series.slice(0, 3).gaps == 0  # the gap after bar 2 is in the future of the slice
     assert series.tail(2).gaps == 7
     assert series.slice(0, 3).dropped == {}
+
+
+def test_a_forming_bar_dates_the_signal_by_its_data():
+    from datetime import datetime, timezone
+
+    frame = pd.DataFrame({"timestamp": [0, 3600], "open": [1, 1], "high": [1, 1], "low": [1, 1], "close": [1, 1]})
+    closed = series_from_frame(frame, "BTC-USD", "1h")
+    assert closed.signal_time == datetime.fromtimestamp(3600, timezone.utc)
+    from dataclasses import replace
+
+    forming = replace(closed, as_of=3600 + 900)
+    assert forming.signal_time == datetime.fromtimestamp(4500, timezone.utc)
+    assert forming.tail(1).as_of == 4500 and forming.slice(0, 1).as_of is None

@@ -74,7 +74,7 @@ def fakes():
 def live_config(tmp_path: Path, fakes, installed, synthesizer: str | None = None, **engine: Any) -> Path:
     coinbase, coingecko, deepseek = fakes
     config = tomllib.loads(LIVE_CONFIG.read_text())
-    config["engine"].update({"interval_seconds": 0.5, **engine})
+    config["engine"].update({"interval_seconds": 1.0, **engine})
     config["feeds"]["coinbase"].update({
         "rest_url": coinbase.url, "ws_url": coinbase.ws_url,
         "max_retries": 1, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05,
@@ -165,6 +165,11 @@ def test_live_run_stores_signals_with_market_context(healthy_run, installed):
     assert seen["ws_connections"] >= 1 and any("BTC-USD" in products for products in seen["subscribed"])
     assert seen["markets_requests"] == 1  # one snapshot, cached across symbols and iterations
     assert sum(1 for e in events if e.get("event") == "signal") == 4  # 2 symbols × 2 iterations
+    # Each iteration analysed the forming hour afresh: two stored signals per symbol, as of the data's time.
+    assert len(signals) == 4
+    for symbol in SYMBOLS:
+        times = [s["bar_time"] for s in signals if s["symbol"] == symbol]
+        assert len(set(times)) == 2, times
 
 
 def test_live_run_through_outages_keeps_going_and_loses_nothing(healthy_run, fakes, installed):
