@@ -22,6 +22,11 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
+    # The settings that shape a signal, for the config hash (the signals' unique key); None = all.
+    # Transport knobs (timeouts, rate limits, retries, cache files) leave it out, so tuning them
+    # does not make already-stored bars look new.
+    signal_fields: ClassVar[frozenset[str] | None] = None
+
 
 class TheoryConfig(PluginConfig):
     min_candles: int | None = Field(

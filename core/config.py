@@ -156,6 +156,11 @@ class V7Config:
     def config_hash(self) -> str:
         """Identifies what shapes a signal: two runs with the same hash make the same signals."""
         data = self.effective()
+        for (kind, name), cfg in self.plugin_configs.items():
+            keep = type(cfg).signal_fields
+            table = data[KIND_SECTION[kind]].get(name)
+            if keep is not None and isinstance(table, dict):
+                data[KIND_SECTION[kind]][name] = {k: v for k, v in table.items() if k in keep}
         data.pop("logging", None)
         data.pop("backtest", None)
         data.pop("stats", None)

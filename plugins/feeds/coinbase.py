@@ -48,6 +48,8 @@ class _Resubscribe(Exception):
 
 
 class CoinbaseConfig(PluginConfig):
+    signal_fields = frozenset({"live", "include_forming", "settle_seconds"})
+
     rest_url: str = Field(default="https://api.exchange.coinbase.com", description="Exchange REST API base URL")
     ws_url: str = Field(default="wss://ws-feed.exchange.coinbase.com", description="Exchange WebSocket feed URL")
     live: bool = Field(default=True, description="Stream the ticker over the WebSocket and append the forming candle")

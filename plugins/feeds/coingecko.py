@@ -60,6 +60,8 @@ DEFAULT_IDS: dict[str, str] = {
 
 
 class CoinGeckoConfig(PluginConfig):
+    signal_fields = frozenset({"vs_currency", "ids", "use_default_ids"})
+
     base_url: str = Field(
         default=PUBLIC_URL, description=f"API base URL; with plan = 'pro' and no base_url set: {PRO_URL}"
     )

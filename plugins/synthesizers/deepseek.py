@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS llm_daily_usage (
 
 
 class DeepSeekConfig(PluginConfig):
+    signal_fields = frozenset({"base_url", "model", "temperature", "max_tokens", "system_prompt"})
+
     base_url: str = Field(default="https://api.deepseek.com", description="Any OpenAI-compatible endpoint")
     model: str = Field(default="deepseek-chat", min_length=1, description="Model names change: check the provider's list")
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)

@@ -141,3 +141,14 @@ def test_a_key_pasted_where_its_variable_name_belongs_is_never_echoed(registry, 
 def test_a_config_without_a_candle_feed_is_refused(registry):
     (problem,) = problems_of({"feeds": {"enabled": []}}, registry)
     assert "feeds.enabled: got []; expected at least one feed that provides candles" in problem
+
+
+def test_transport_settings_do_not_change_the_config_hash(registry):
+    base = {"feeds": {"enabled": ["coinbase"], "coinbase": {"live": False}}, "synthesizer": {"use": "deepseek"}}
+    tuned = {
+        "feeds": {"enabled": ["coinbase"], "coinbase": {"live": False, "requests_per_second": 3, "read_timeout_seconds": 60}},
+        "synthesizer": {"use": "deepseek", "deepseek": {"timeout_seconds": 5, "max_attempts": 5, "cache_path": "x.db"}},
+    }
+    other_model = {"feeds": base["feeds"], "synthesizer": {"use": "deepseek", "deepseek": {"model": "deepseek-reasoner"}}}
+    a, b, c = (validate_config(raw, registry).config_hash() for raw in (base, tuned, other_model))
+    assert a == b != c
