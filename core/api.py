@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .candles import series_from_frame
 from .config import load_config
-from .engine import Pipeline, limit_threads
+from .engine import Pipeline
 from .models import CandleSeries, TheoryResult
 from .registry import load_registry
 
@@ -20,9 +20,12 @@ def analyze(candles: "pd.DataFrame | CandleSeries", config: str | Path | None = 
 
     `candles` is a DataFrame with the candle CSV's columns (timestamp, open, high, low, close, volume).
     """
+    from threadpoolctl import threadpool_limits
+
     registry = load_registry()
     cfg = load_config(config, registry)
-    limit_threads(cfg.engine.max_threads)
     pipeline = Pipeline.build(cfg, registry, kinds=("theory",))
     series = candles if isinstance(candles, CandleSeries) else series_from_frame(candles, symbol, cfg.engine.granularity)
-    return pipeline.analyze(series.tail(cfg.engine.lookback))
+    # Scoped, not process-wide: a notebook's own numpy keeps its threads after the call.
+    with threadpool_limits(limits=cfg.engine.max_threads):
+        return pipeline.analyze(series.tail(cfg.engine.lookback))

@@ -119,9 +119,8 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
     if status != "ok":
         return TheoryResult(**base, status=status, elapsed_ms=elapsed_ms, message=value, interpretation=value)
     try:
-        finding = value if isinstance(value, TheoryFinding) else TheoryFinding.model_validate(value)
-        if isinstance(value, TheoryFinding):
-            finding = TheoryFinding.model_validate(value.model_dump())  # re-check: models may be mutated
+        # Re-validated even when it is a TheoryFinding: a model can be mutated or built unchecked.
+        finding = TheoryFinding.model_validate(value.model_dump() if isinstance(value, TheoryFinding) else value)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
         message = f"invalid output: {problems}"
@@ -156,15 +155,13 @@ class Pipeline:
     fallback: Synthesizer | None = None
     sinks: list[Sink] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    config_hash: str = ""
 
     @classmethod
     def build(cls, config: V7Config, registry: Registry, kinds: tuple[str, ...] = ("feed", "theory", "formatter", "synthesizer", "sink")) -> "Pipeline":
         pipeline = cls(config, registry)
         for kind in kinds:
-            names = config.enabled.get(kind, [])
-            if kind == "synthesizer":
-                names = [config.synthesizer] + ([config.fallback] if config.fallback and config.fallback != config.synthesizer else [])
-            for name in names:
+            for name in config.enabled.get(kind, []):
                 component = pipeline._instantiate(kind, name)
                 if kind == "feed":
                     pipeline.feeds[name] = component
@@ -178,8 +175,7 @@ class Pipeline:
                     pipeline.synthesizer = component
                 else:
                     pipeline.fallback = component
-            if kind == "synthesizer" and config.fallback == config.synthesizer:
-                pipeline.fallback = None
+        pipeline.config_hash = config.config_hash()
         return pipeline
 
     def _instantiate(self, kind: str, name: str) -> Any:
@@ -322,7 +318,7 @@ class Pipeline:
             context_error=context_error,
             prompt=prompt or None,
             run_id=self.run_id,
-            config_hash=self.config.config_hash(),
+            config_hash=self.config_hash,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
@@ -354,7 +350,7 @@ class Pipeline:
                     versions[f"{kind}:{name}"] = component.version
         return RunInfo(
             run_id=self.run_id,
-            config_hash=self.config.config_hash(),
+            config_hash=self.config_hash,
             v7_version=__version__,
             plugin_versions=versions,
             config_path=str(self.config.path) if self.config.path else None,
@@ -384,7 +380,7 @@ class Pipeline:
         ended: set[str] = set()
         produced: list[Signal] = []
         log = get_logger(run_id=self.run_id)
-        log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config.config_hash())
+        log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config_hash)
         try:
             self.open()
             iteration = 0
