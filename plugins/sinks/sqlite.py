@@ -140,6 +140,20 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (code is None or (code & 0xFF) in RETRYABLE_CODES)
 
 
+def _validation_error(exc: ValueError) -> str:
+    """A validation error on one line: `field: message; ...` (pydantic's own text is several lines)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    try:
+        items = errors(include_url=False)
+    except TypeError:  # pragma: no cover - not pydantic's ValidationError
+        return str(exc)
+    parts = [f"{'.'.join(map(str, item['loc'])) or '(line)'}: {item['msg']}" for item in items[:5]]
+    more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+    return f"{len(items)} validation error(s) for Signal: " + "; ".join(parts) + more
+
+
 def describe(exc: BaseException) -> str:
     """The cause of a storage failure in words, with SQLite's own message and code."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -284,23 +298,49 @@ class Spool:
         if created:
             _fsync_dir(self.path.parent)
 
-    def replay(self, store: Callable[[Signal], bool], reject: Callable[[bytes, BaseException], None]) -> tuple[int, int]:
+    def replay(
+        self,
+        store: Callable[[Signal], bool],
+        reject: Callable[[bytes, BaseException], None],
+        unreadable: Callable[[int, bytes, ValueError, bool], None] | None = None,
+    ) -> tuple[int, int]:
         """Hand each spooled signal, oldest first, to `store(signal) -> bool`. Returns (stored, already stored).
 
         A retryable storage error stops the replay, keeps the rest in the spool and is re-raised.
         A signal the database refuses for good (`reject`) is moved aside, so it cannot block the
-        others. A torn line (a crash while appending, before the failure was reported) is skipped.
+        others. A line that is not a valid `Signal` (written by another V7 version, edited by hand,
+        damaged) is appended to the rejected file (fsync'ed) before anything is stored, then reported
+        as `unreadable(line number, line, error, torn=False)`. Only an unreadable *last* line with no
+        newline after it, an append torn by a crash before the failure was reported, is dropped:
+        `unreadable(..., torn=True)`. If the rejected file cannot be written the error is raised and
+        the spool is left as it was.
         """
         stored = duplicates = 0
         with self._locked() as fd:
-            lines = [line for line in _read_all(fd).splitlines() if line.strip()]
+            segments = _read_all(fd).split(b"\n")  # the last segment is empty when the file ends with a newline
+            readable: list[tuple[bytes, Signal]] = []
+            set_aside: list[tuple[int, bytes, ValueError]] = []
+            torn: tuple[int, bytes, ValueError] | None = None
+            for number, line in enumerate(segments, 1):
+                if not line.strip():
+                    continue
+                try:
+                    readable.append((line, Signal.model_validate_json(line)))
+                except ValueError as exc:  # pydantic's ValidationError, also for JSON that does not parse
+                    if number == len(segments):
+                        torn = (number, line, exc)
+                    else:
+                        set_aside.append((number, line, exc))
+            if set_aside:
+                self.reject(*(line for _, line, _ in set_aside))
+            if unreadable is not None:
+                for number, line, exc in set_aside:
+                    unreadable(number, line, exc, False)
+                if torn is not None:
+                    unreadable(*torn, True)
             remaining: list[bytes] = []
             error: BaseException | None = None
-            for index, line in enumerate(lines):
-                try:
-                    signal = Signal.model_validate_json(line)
-                except ValueError:
-                    continue
+            for index, (line, signal) in enumerate(readable):
                 try:
                     if store(signal):
                         stored += 1
@@ -310,12 +350,12 @@ class Spool:
                     if not is_retryable(exc):
                         reject(line, exc)
                         continue
-                    error, remaining = exc, lines[index:]
+                    error, remaining = exc, [line for line, _ in readable[index:]]
                     break
             if not remaining:
                 os.unlink(self.path)
                 _fsync_dir(self.path.parent)
-            elif len(remaining) < len(lines):
+            elif set_aside or torn is not None or len(remaining) < len(readable):
                 self._replace(b"".join(line + b"\n" for line in remaining))
             if error is not None:
                 raise error
@@ -330,11 +370,15 @@ class Spool:
         os.replace(temporary, self.path)
         _fsync_dir(self.path.parent)
 
-    def reject(self, line: bytes) -> None:
+    def reject(self, *lines: bytes) -> None:
+        """Append lines to the rejected file, kept for a person to look at; fsync'ed before returning."""
+        created = not self.rejected_path.exists()
         with self.rejected_path.open("ab") as handle:
-            handle.write(line.rstrip(b"\n") + b"\n")
+            handle.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
             handle.flush()
             os.fsync(handle.fileno())
+        if created:
+            _fsync_dir(self.rejected_path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -486,7 +530,7 @@ class SqliteSink(Sink):
         """Store spooled signals (file first, then any held in memory), each exactly once."""
         stored = duplicates = 0
         if self.spool.exists():
-            stored, duplicates = self.spool.replay(self._insert, self._reject)
+            stored, duplicates = self.spool.replay(self._insert, self._reject, self._unreadable)
         while self._unspooled:
             signal = self._unspooled[0]
             try:
@@ -508,6 +552,19 @@ class SqliteSink(Sink):
             self._log.error(
                 "sqlite sink refused a spooled signal; moved aside", path=str(self.path),
                 rejected=str(self.spool.rejected_path), error=describe(exc),
+            )
+
+    def _unreadable(self, number: int, line: bytes, exc: ValueError, torn: bool) -> None:
+        """Log a spool line that is not a valid signal: dropped when torn by a crash, else moved aside."""
+        if self._log is None:
+            return
+        fields = dict(sink=self.name, path=str(self.path), spool=str(self.spool.path), line=number, error=_validation_error(exc))
+        if torn:
+            self._log.warning("sqlite sink dropped the torn last line of its spool (an append cut short by a crash)", **fields)
+        else:
+            self._log.error(
+                "sqlite sink cannot read a spooled signal (written by another V7 version, edited or damaged); moved aside",
+                rejected=str(self.spool.rejected_path), **fields,
             )
 
     def _insert(self, signal: Signal) -> bool:
@@ -570,11 +627,19 @@ class SqliteSink(Sink):
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        waiting = len(self._unspooled) + len(self.spool)
-        if waiting and self._log is not None:
+        """Store what waits if the database can be written now; leave the rest in the spool for the next open.
+
+        Signals held only in memory (neither the database nor the spool could be written) get a last
+        try: the database, then the spool. Each one that still cannot be saved is logged at error
+        level with its key and its JSON, the only copy left.
+        """
+        if self._unspooled and self._run is not None:
+            self._save_held()
+        spooled = len(self.spool)
+        if spooled and self._log is not None:
             self._log.error(
                 "sqlite sink closes with signals not yet in the database; they are stored at the next open",
-                path=str(self.path), spool=str(self.spool.path), waiting=waiting, in_memory_only=len(self._unspooled),
+                path=str(self.path), spool=str(self.spool.path), waiting=spooled,
             )
         if self._connection is None:
             return
@@ -587,6 +652,35 @@ class SqliteSink(Sink):
             )
         finally:
             self._disconnect()
+
+    def _save_held(self) -> None:
+        """At close: signals held in memory go to the database, else to the spool, else into an error log line."""
+        try:
+            self._replay()  # the spool file first, then memory, as at any write
+        except Exception as exc:  # whatever failed, the spool is still worth a try
+            self._disconnect()
+            if self._log is not None:
+                self._log.warning(
+                    "sqlite sink cannot store the signals held in memory at close; spooling them",
+                    path=str(self.path), held=len(self._unspooled), error=describe(exc),
+                )
+        lost: list[tuple[Signal, OSError]] = []
+        for signal in self._unspooled:
+            try:
+                self.spool.append(signal)
+            except OSError as exc:
+                lost.append((signal, exc))
+        self._unspooled = [signal for signal, _ in lost]
+        if self._log is None:
+            return
+        for signal, exc in lost:
+            self._log.error(
+                "sqlite sink closes without saving a signal: neither the database nor the spool can be written; "
+                "its JSON is in this log line",
+                sink=self.name, path=str(self.path), spool=str(self.spool.path), symbol=signal.symbol,
+                granularity=signal.granularity, bar_time=iso(signal.bar_time), config_hash=signal.config_hash,
+                error=describe(exc), signal=signal.model_dump_json(),
+            )
 
 
 @hookimpl

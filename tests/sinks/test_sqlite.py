@@ -463,3 +463,180 @@ def test_readers_read_while_v7_run_writes(tmp_path):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # Every logged signal is there; at most one more was committed before its log line got out.
     assert len(stored) <= db.execute("SELECT count(*) FROM signals").fetchone()[0] <= len(stored) + 1
+
+
+# -- spool lines that cannot be read, and signals held only in memory at close --------------------
+
+
+def foreign_line(index: int) -> str:
+    """A signal as another V7 version writes it: one field this Signal (extra="forbid") does not know."""
+    data = json.loads(make_signal(index).model_dump_json())
+    data["regime"] = "calm"
+    return json.dumps(data)
+
+
+def test_unreadable_spool_lines_are_moved_aside_and_logged_never_dropped(tmp_path):
+    path = tmp_path / "v7.db"
+    open_sink(path).close()
+    spool = Path(f"{path}.spool.jsonl")
+    # Only a last line with no newline after it can be an append torn by a crash; every other line
+    # that is not a valid Signal, the complete last one included, is kept for a person to look at.
+    unreadable = [foreign_line(1), '{"symbol": "ETH-', foreign_line(3)]
+    spool.write_text("\n".join([
+        make_signal(0).model_dump_json(), unreadable[0], unreadable[1], make_signal(2).model_dump_json(), unreadable[2],
+    ]) + "\n")
+    log = LogCapture()
+    sink = open_sink(path, log)
+    sink.close()
+    assert count(path) == 2
+    assert not spool.exists()
+    rejected = Path(f"{path}.spool.rejected.jsonl")
+    assert rejected.read_text().splitlines() == unreadable
+    errors = [fields for level, event, fields in log.records if level == "error" and event.startswith("sqlite sink cannot read a spooled signal")]
+    assert [f["line"] for f in errors] == [2, 3, 5]
+    assert all(f["sink"] == "sqlite" and f["spool"] == str(spool) and f["rejected"] == str(rejected) and f["path"] == str(path) for f in errors)
+    assert "regime: Extra inputs are not permitted" in errors[0]["error"]
+    assert "Invalid JSON" in errors[1]["error"]
+    assert log.events("warning") == []
+    replayed = [fields for _, event, fields in log.records if event == "spooled signals stored"]
+    assert [(f["stored"], f["already_stored"]) for f in replayed] == [(2, 0)]
+
+
+def test_only_a_torn_last_spool_line_is_dropped_with_a_warning(tmp_path):
+    path = tmp_path / "v7.db"
+    open_sink(path).close()
+    spool = Path(f"{path}.spool.jsonl")
+    spool.write_text(make_signal(0).model_dump_json() + "\n" + make_signal(1).model_dump_json()[:50])
+    log = LogCapture()
+    open_sink(path, log).close()
+    assert count(path) == 1
+    assert not spool.exists()
+    assert not Path(f"{path}.spool.rejected.jsonl").exists()
+    warnings = [(event, fields) for level, event, fields in log.records if level == "warning"]
+    assert len(warnings) == 1
+    event, fields = warnings[0]
+    assert event == "sqlite sink dropped the torn last line of its spool (an append cut short by a crash)"
+    assert fields["line"] == 2 and fields["sink"] == "sqlite" and "Invalid JSON" in fields["error"]
+    assert [e for e in log.events("error") if "spool" in e] == []
+
+
+def test_spool_rewritten_after_a_failure_keeps_only_readable_signals(tmp_path):
+    spool = sqlite_sink.Spool(tmp_path / "v7.db.spool.jsonl")
+    lines = [make_signal(i).model_dump_json() for i in range(3)]
+    foreign = foreign_line(5)
+    spool.path.write_text(f"{foreign}\n{lines[0]}\n{lines[1]}\n{lines[2][:40]}")
+    stored: list[float] = []
+    reports: list[tuple] = []
+
+    def store(signal: Signal) -> bool:
+        if signal.price == 101.0:
+            raise sqlite3.OperationalError("database is locked")
+        stored.append(signal.price)
+        return True
+
+    def refuse(line, exc):
+        raise AssertionError("no signal is refused by the database here")
+
+    with pytest.raises(sqlite3.OperationalError):
+        spool.replay(store, refuse, lambda *report: reports.append(report))
+    assert stored == [100.0]
+    assert [(number, torn) for number, _, _, torn in reports] == [(1, False), (4, True)]
+    assert spool.path.read_text() == lines[1] + "\n"  # the torn bytes are gone, not turned into a line
+    assert spool.rejected_path.read_text() == foreign + "\n"
+    reports.clear()
+    stored.clear()
+    assert spool.replay(lambda signal: stored.append(signal.price) or True, refuse, lambda *report: reports.append(report)) == (1, 0)
+    assert stored == [101.0] and reports == []
+    assert not spool.path.exists()
+    assert spool.rejected_path.read_text() == foreign + "\n"  # set aside once
+
+
+def test_spool_is_kept_whole_when_its_unreadable_lines_cannot_be_set_aside(tmp_path):
+    path = tmp_path / "v7.db"
+    open_sink(path).close()
+    spool = Path(f"{path}.spool.jsonl")
+    content = f"{foreign_line(1)}\n{make_signal(2).model_dump_json()}\n"
+    spool.write_text(content)
+    Path(f"{path}.spool.rejected.jsonl").mkdir()  # the rejected file cannot be written
+    log = LogCapture()
+    open_sink(path, log).close()
+    assert spool.read_text() == content
+    assert "sqlite sink could not store its spooled signals yet" in log.events("error")
+    assert not any(e.startswith("sqlite sink cannot read a spooled signal") for e in log.events("error"))
+
+
+def fail_spool_append(monkeypatch, times: int) -> None:
+    """The spool cannot be written `times` times (e.g. ENOSPC), then it can."""
+    real_append = sqlite_sink.Spool.append
+    left = {"n": times}
+
+    def append(self, signal):
+        if left["n"] > 0:
+            left["n"] -= 1
+            raise OSError(28, "No space left on device")
+        return real_append(self, signal)
+
+    monkeypatch.setattr(sqlite_sink.Spool, "append", append)
+
+
+def hold_in_memory(sink: SqliteSink, path: Path, monkeypatch, indexes, spool_failures: int) -> sqlite3.Connection:
+    """Lock the database, fail the spool: the signals at `indexes` are held in memory only."""
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    fail_spool_append(monkeypatch, spool_failures)
+    for n, i in enumerate(indexes, 1):
+        with pytest.raises(SqliteSinkError, match=rf"held in memory \({n} waiting\)"):
+            sink.write(make_signal(i))
+    assert len(sink._unspooled) == len(indexes)
+    return locker
+
+
+def test_signals_held_in_memory_are_stored_in_the_database_at_close(tmp_path, monkeypatch):
+    path = tmp_path / "v7.db"
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    assert sink.write(make_signal(0))
+    locker = hold_in_memory(sink, path, monkeypatch, [1], spool_failures=1)
+    locker.execute("ROLLBACK")
+    sink.close()
+    assert count(path) == 2
+    assert not sink.spool.exists()
+    assert log.events("error") == []
+    replayed = [fields for _, event, fields in log.records if event == "spooled signals stored"]
+    assert [(f["stored"], f["already_stored"]) for f in replayed] == [(1, 0)]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT stopped_at IS NOT NULL FROM runs").fetchall() == [(1,)]
+
+
+def test_signals_held_in_memory_are_spooled_at_close_when_the_database_still_fails(tmp_path, monkeypatch):
+    path = tmp_path / "v7.db"
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    assert sink.write(make_signal(0))
+    locker = hold_in_memory(sink, path, monkeypatch, [1, 2], spool_failures=2)
+    sink.close()  # the database is still locked; the spool can be written again
+    assert [Signal.model_validate_json(line).price for line in sink.spool.path.read_text().splitlines()] == [101.0, 102.0]
+    closing = [fields for level, event, fields in log.records
+               if level == "error" and event == "sqlite sink closes with signals not yet in the database; they are stored at the next open"]
+    assert [f["waiting"] for f in closing] == [2]
+    assert not any("without saving" in event for event in log.events("error"))
+    locker.execute("ROLLBACK")
+    open_sink(path).close()  # and they are stored at the next open, as the log said
+    assert count(path) == 3
+    assert not sink.spool.exists()
+
+
+def test_a_signal_that_cannot_be_saved_at_close_is_logged_with_its_key(tmp_path, monkeypatch):
+    path = tmp_path / "v7.db"
+    log = LogCapture()
+    sink = open_sink(path, log, busy_timeout_ms=50)
+    locker = hold_in_memory(sink, path, monkeypatch, [1, 2], spool_failures=10**6)
+    sink.close()
+    locker.execute("ROLLBACK")
+    lost = [fields for level, event, fields in log.records if level == "error" and "closes without saving a signal" in event]
+    assert [(f["symbol"], f["bar_time"]) for f in lost] == [("BTC-USD", "2024-03-01T01:00:00Z"), ("BTC-USD", "2024-03-01T02:00:00Z")]
+    assert all(f["sink"] == "sqlite" and "No space left on device" in f["error"] for f in lost)
+    # the log line holds the signal itself: it can be put back into the spool by hand
+    kept = [Signal.model_validate_json(f["signal"]) for f in lost]
+    assert [(s.price, s.bar_time, s.reasoning) for s in kept] == [(m.price, m.bar_time, m.reasoning) for m in (make_signal(1), make_signal(2))]
+    assert count(path) == 0
