@@ -292,17 +292,16 @@ class BarSignal:
 def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
     """The candles the pipeline sees at bar t: the last `lookback` up to and including t, never later ones.
 
-    `gaps` is counted inside the window and `dropped` left empty: `CandleSeries.slice` keeps the
-    whole history's counts, which include bars after t.
+    `CandleSeries.slice` already counts gaps inside the window only; the arrays are copied as well,
+    because a numpy view's `.base` would still reach the bars after t.
     """
     import dataclasses
 
-    import numpy as np
-
     window = history.slice(max(0, t + 1 - lookback), t + 1)
-    step = GRANULARITY_SECONDS.get(window.granularity)
-    gaps = int(((np.diff(window.timestamp) // step) - 1).clip(min=0).sum()) if step and len(window) > 1 else 0
-    return dataclasses.replace(window, gaps=gaps, dropped={})
+    return dataclasses.replace(
+        window,
+        **{name: getattr(window, name).copy() for name in ("timestamp", "open", "high", "low", "close", "volume")},
+    )
 
 
 def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int) -> BarSignal:

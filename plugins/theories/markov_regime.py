@@ -13,6 +13,20 @@ the best converged score instead (slower; on the bundled data both pick the same
 windows measured, see docs/theories.md). Convergence is checked as `monitor_.iter < n_iter`
 (`monitor_.converged` is also True when EM merely ran out of iterations).
 
+Refit schedule (`refit_every_bars`, default 24; 0 = the full fit at every bar). The full
+multi-start fit runs only at ANCHOR bars: the last bar, among the last `refit_every_bars` bars up to
+the current one, whose timestamp is a multiple of `refit_every_bars` × the bar length (the median
+timestamp step of the window; hourly bars and 24 → 00:00 UTC). Its window is the `window` bars ending
+at the anchor. Every other bar starts EM from the anchor's fitted parameters (moved to the current
+window's z-score units) on the current window and runs it to convergence; when that does not converge
+or breaks down, the full fit on the current window is used. Anchor fits are cached on the instance
+(bounded LRU, locked) keyed by the anchor's timestamp, the window, a hash of the anchor window's closes
+and the fitting settings, and recomputed from the candles given when missing: the answer is a pure
+function of the candles given, cache or no cache. When no anchor lies in the last `refit_every_bars`
+bars, or the candles given do not reach back `window` bars before the anchor, the full fit on the
+current window is used: the result then equals the `refit_every_bars = 0` result. So the answer
+depends on at most the last `window + refit_every_bars − 1` candles.
+
 The current regime is the FORWARD (filtered) probability of the last bar, computed here in log
 space from the fitted start/transition probabilities and the Gaussian emission likelihoods: it
 uses no bar after the one it describes. (`predict`/`predict_proba` smooth every bar but the last
@@ -21,7 +35,10 @@ with later bars.)
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -36,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hmmlearn.hmm import GaussianHMM
 
 LOG_FLOOR = 1e-300  # log(0) → about -690 instead of -inf and a warning
+ANCHOR_CACHE_SIZE = 256  # anchor fits kept per instance (least recently used dropped first)
 
 
 class HmmParams(NamedTuple):
@@ -45,6 +63,24 @@ class HmmParams(NamedTuple):
     transmat: "np.ndarray"  # (2, 2)
     means: "np.ndarray"  # (2,)
     variances: "np.ndarray"  # (2,)
+
+
+class AnchorFit(NamedTuple):
+    """The full fit at an anchor bar, in the anchor window's z-score units, and how to leave them."""
+
+    params: HmmParams
+    centre: float  # mean of the anchor window's log returns
+    scale: float  # their standard deviation
+    iterations: int
+
+
+class RegimeFit(NamedTuple):
+    """The parameters used for the current bar and how they were obtained."""
+
+    params: HmmParams
+    iterations: int  # EM iterations run on the current window (screening, warm start and fallback included)
+    how: str  # "full" (no anchoring), "anchor" (this bar is the anchor), "warm", "warm_failed" (full fit after it)
+    anchor_bars_ago: int | None  # bars from the anchor to the current bar; None without anchoring
 
 
 @lru_cache(maxsize=1)
@@ -126,6 +162,39 @@ def usable(params: HmmParams) -> bool:
     return min(params.variances.tolist()) > 0.0 and all(abs(r - 1.0) < 1e-6 for r in rows)
 
 
+def warm_start(anchor: AnchorFit, centre: float, scale: float) -> HmmParams:
+    """The anchor's fitted states moved to the z-score units of a window with this centre and scale.
+
+    The start probabilities are reset to 50/50 (the current window starts at another bar than the
+    anchor's; a fitted start probability of 0 would stay 0 under EM).
+    """
+    import numpy as np
+
+    ratio = anchor.scale / scale
+    return HmmParams(
+        np.array([0.5, 0.5]),
+        anchor.params.transmat.copy(),
+        (anchor.centre + anchor.scale * anchor.params.means - centre) / scale,
+        anchor.params.variances * (ratio * ratio),
+    )
+
+
+def standardise(close: "np.ndarray") -> tuple["np.ndarray", "np.ndarray", float, float]:
+    """(log returns, z-scored log returns, their mean, their standard deviation) of checked closes."""
+    returns = log_returns(close)
+    centre = float(returns.mean())
+    scale = float(returns.std())
+    return returns, (returns - centre) / scale, centre, scale
+
+
+def _frozen(params: HmmParams) -> HmmParams:
+    """Read-only copies, so a cached fit cannot be changed by whoever uses it."""
+    arrays = [a.copy() for a in params]
+    for a in arrays:
+        a.setflags(write=False)
+    return HmmParams(*arrays)
+
+
 def forward_filter(x: "np.ndarray", params: HmmParams) -> tuple[float, float, float]:
     """Filtered P(state 0 | x[0..T]), P(state 1 | x[0..T]) at the last bar and the log-likelihood.
 
@@ -183,6 +252,40 @@ class MarkovRegime(Theory):
             description="|t| of the difference of the state means from which the regimes count as trending (label, bias).",
         )
         seed: int = Field(default=7, ge=0, description="Seed of the random EM starting points.")
+        refit_every_bars: int = Field(
+            default=24, ge=0, le=10_000,
+            description=(
+                "Full multi-start fit only at anchor bars (timestamp a multiple of this many bar lengths, e.g. 24 hourly "
+                "bars = 00:00 UTC); the bars in between warm-start EM from the anchor's fit. 0 = full fit at every bar."
+            ),
+        )
+
+    def __init__(self, config: "MarkovRegime.Config | None" = None) -> None:
+        super().__init__(config)
+        # Anchor fits by (anchor timestamp, window, hash of the anchor window's closes, fitting settings).
+        # A fit is a pure function of its key's closes, so a hit and a miss give the same answer.
+        self._anchor_fits: OrderedDict[tuple, AnchorFit | None] = OrderedDict()
+        self._anchor_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # picklable (a lock is not); the copy starts with an empty cache
+        state = self.__dict__.copy()
+        state["_anchor_fits"] = OrderedDict()
+        del state["_anchor_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._anchor_lock = threading.Lock()
+
+    def clear_cache(self) -> None:
+        """Forget every cached anchor fit (answers do not change: they are recomputed from the candles)."""
+        with self._anchor_lock:
+            self._anchor_fits.clear()
+
+    @property
+    def cached_anchors(self) -> int:
+        with self._anchor_lock:
+            return len(self._anchor_fits)
 
     def fit(self, x: "np.ndarray") -> tuple[HmmParams, int]:
         """Best converged two-state fit of z-scored returns and the EM iterations it took in total."""
@@ -216,16 +319,109 @@ class MarkovRegime(Theory):
                 return max(converged, key=lambda r: r[1])[0], iterations
         raise InsufficientData(f"the regime model did not converge within {cfg.n_iter} EM iterations from any start")
 
+    def anchor_bars_ago(self, timestamp: "np.ndarray") -> int | None:
+        """Bars from the anchor to the last bar (0 = the last bar is the anchor); None = no anchor.
+
+        The anchor is the last of the last `refit_every_bars` bars whose timestamp is a multiple of
+        `refit_every_bars` × the bar length (the median step of the window's timestamps, so only the
+        window's own timestamps count). None when `refit_every_bars` is 0, the step is not positive,
+        or no such bar is among the last `refit_every_bars` (a gap over the anchor, unaligned stamps).
+        """
+        import numpy as np
+
+        every = self.config.refit_every_bars
+        stamps = np.asarray(timestamp, dtype=np.int64)
+        n = stamps.shape[0]
+        if every == 0 or n < 2:
+            return None
+        step = int(round(float(np.median(np.diff(stamps[max(0, n - self.config.window):])))))
+        if step <= 0:
+            return None
+        recent = stamps[max(0, n - every):]
+        hits = np.flatnonzero(recent % (step * every) == 0)
+        if hits.shape[0] == 0:
+            return None
+        return int(recent.shape[0] - 1 - hits[-1])
+
+    def _settings_key(self) -> tuple:
+        cfg = self.config
+        return (cfg.restarts, cfg.screen_iterations, cfg.n_iter, cfg.tol, cfg.seed, cfg.stale_bars, cfg.max_unchanged_fraction)
+
+    def _remember(self, key: tuple, entry: AnchorFit | None) -> None:
+        with self._anchor_lock:
+            self._anchor_fits[key] = entry
+            self._anchor_fits.move_to_end(key)
+            while len(self._anchor_fits) > ANCHOR_CACHE_SIZE:
+                self._anchor_fits.popitem(last=False)
+
+    def _cached(self, key: tuple) -> tuple[bool, AnchorFit | None]:
+        with self._anchor_lock:
+            if key not in self._anchor_fits:
+                return False, None
+            self._anchor_fits.move_to_end(key)
+            return True, self._anchor_fits[key]
+
+    def _anchor_fit(self, key: tuple, candles: CandleSeries, end: int) -> AnchorFit | None:
+        """The full fit of the `window` bars ending before index `end`, from the cache or computed; None if it fails."""
+        found, entry = self._cached(key)
+        if found:
+            return entry
+        try:
+            _, x, centre, scale = standardise(window_closes(candles.slice(end - self.config.window, end), self.config.window, 50, self.config))
+            params, iterations = self.fit(x)
+            entry = AnchorFit(_frozen(params), centre, scale, iterations)
+        except InsufficientData:
+            entry = None  # no anchor fit (e.g. a stale or non-converging anchor window): full fits until the next anchor
+        self._remember(key, entry)
+        return entry
+
+    def regime_fit(self, candles: CandleSeries, x: "np.ndarray", centre: float, scale: float) -> RegimeFit:
+        """The parameters for the current window `x` (z-scored with `centre`, `scale`) under the refit schedule."""
+        import numpy as np
+
+        cfg = self.config
+        ago = self.anchor_bars_ago(candles.timestamp)
+        n = len(candles)
+        if ago is None or n < cfg.window + ago:  # no anchor, or its window is not in the candles given
+            params, iterations = self.fit(x)
+            return RegimeFit(params, iterations, "full", None)
+        end = n - ago  # the anchor window is bars [end - window, end)
+        anchor_close = np.ascontiguousarray(candles.close[end - cfg.window:end], dtype=np.float64)
+        key = (
+            int(candles.timestamp[end - 1]), cfg.window, hashlib.blake2b(anchor_close.tobytes(), digest_size=16).digest(),
+            self._settings_key(),
+        )
+        if ago == 0:  # this bar is the anchor: the full fit, which later bars start from
+            found, entry = self._cached(key)
+            if found and entry is not None:
+                return RegimeFit(entry.params, entry.iterations, "anchor", 0)
+            params, iterations = self.fit(x)
+            self._remember(key, AnchorFit(_frozen(params), centre, scale, iterations))
+            return RegimeFit(params, iterations, "anchor", 0)
+        anchor = self._anchor_fit(key, candles, end)
+        if anchor is None:
+            params, iterations = self.fit(x)
+            return RegimeFit(params, iterations, "full", ago)
+        iterations = 0
+        try:
+            model = fit_em(x, warm_start(anchor, centre, scale), cfg.n_iter, cfg.tol)
+        except (ValueError, FloatingPointError, ArithmeticError):  # EM broke down from the anchor's states
+            model = None
+        if model is not None:
+            iterations = model.monitor_.iter
+            params = params_of(model)
+            if model.monitor_.history and model.monitor_.iter < cfg.n_iter and usable(params):
+                return RegimeFit(params, iterations, "warm", ago)
+        params, more = self.fit(x)  # not converged or degenerate: the full fit of the current window
+        return RegimeFit(params, iterations + more, "warm_failed", ago)
+
     def analyze(self, candles: CandleSeries) -> TheoryFinding:
         import numpy as np
 
         cfg = self.config
         close = window_closes(candles, cfg.window, 50, cfg)
-        returns = log_returns(close)
-        centre = float(returns.mean())
-        scale = float(returns.std())
-        x = (returns - centre) / scale
-        params, iterations = self.fit(x)
+        returns, x, centre, scale = standardise(close)
+        params, iterations, _, _ = self.regime_fit(candles, x, centre, scale)
         p0, p1, log_likelihood = forward_filter(x, params)
         if not (math.isfinite(p0) and math.isfinite(p1) and math.isfinite(log_likelihood)):
             raise InsufficientData("the regime filter produced no finite probability")

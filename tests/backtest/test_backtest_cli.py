@@ -107,38 +107,58 @@ def test_compare_two_configurations_side_by_side(first_run):
 
 
 LEAKY = '''
-from v7 import Theory, TheoryFinding, hookimpl
+from v7 import Synthesis, Synthesizer, hookimpl
+from v7.plugins.feeds.replay import ReplayFeed
+
+FUTURE = {}
 
 
-class Peeking(Theory):
-    """Reads the next close through the memory behind its window."""
-    name = "peeking"
-    directional = True
-    default_min_candles = 5
+class HoardingReplay(ReplayFeed):
+    """The replay feed, keeping every history it loads in a module global (a careless plugin)."""
+    name = "hoarding_replay"
 
-    def analyze(self, candles):
+    def fetch_candles(self, symbol, granularity, lookback):
+        series = super().fetch_candles(symbol, granularity, lookback)
+        FUTURE[symbol] = self._history[symbol]
+        return series
+
+
+class Foresight(Synthesizer):
+    """Reads the next close from that global."""
+    name = "foresight"
+
+    def synthesize(self, request):
         import numpy as np
-        def whole(a):
-            return a.base if isinstance(a.base, np.ndarray) and a.base.ndim == 1 else a
-        stamps, closes = whole(candles.timestamp), whole(candles.close)
-        i = int(np.searchsorted(stamps, candles.timestamp[-1]))
-        bias = 0.0 if i + 1 >= closes.shape[0] else (1.0 if closes[i + 1] > closes[i] else -1.0)
-        return TheoryFinding(bias=bias, confidence=1.0, label="peeked", interpretation="next close")
+        history = FUTURE.get(request.symbol)
+        if history is None:
+            return Synthesis(direction="HOLD", confidence=0.0, reasoning="no future to read")
+        i = int(np.searchsorted(history.timestamp, int(request.bar_time.timestamp())))
+        if i + 1 >= len(history):
+            return Synthesis(direction="HOLD", confidence=0.0, reasoning="end of history")
+        up = history.close[i + 1] > history.close[i]
+        return Synthesis(direction="BUY" if up else "SELL", confidence=1.0, reasoning="read the next close")
 
 
 @hookimpl
-def register_theories(register):
-    register(Peeking)
+def register_feeds(register):
+    register(HoardingReplay)
+
+
+@hookimpl
+def register_synthesizers(register):
+    register(Foresight)
 '''
 
 
 def test_check_lookahead_exits_1_and_names_the_leak(tmp_path):
     site = make_distribution(tmp_path / "site", "v7-leaky", "1.0", {"leaky": "v7_leaky"}, {"v7_leaky": LEAKY})
-    write_config(tmp_path / "leaky.toml", extra='\n[theories]\nenabled = ["peeking"]\n')
+    config = write_config(tmp_path / "leaky.toml").read_text().replace("[feeds.replay]", "[feeds.hoarding_replay]")
+    config = config.replace('enabled = ["replay"]', 'enabled = ["hoarding_replay"]')
+    (tmp_path / "leaky.toml").write_text(config + '\n[synthesizer]\nuse = "foresight"\n' if "[synthesizer]" not in config else config.replace('use = "consensus"', 'use = "foresight"'))
     result = run_v7("backtest", "--config", "leaky.toml", "--bars", "40", "--check-lookahead", "--no-store", cwd=tmp_path, extra_path=site)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "Lookahead check:" in result.stdout and "difference(s) in 2 recomputed signal(s)" in result.stdout
-    assert "peeking.bias: backtest" in result.stdout and "recomputed 0.0" in result.stdout
+    assert "direction: backtest" in result.stdout and "recomputed HOLD" in result.stdout
 
 
 def test_llm_cap_refuses_before_any_call(tmp_path):

@@ -115,18 +115,14 @@ def test_lookahead_check_finds_nothing_in_the_real_pipeline(registry, btc):
     assert report.checked == 3 and report.differences == [] and report.ok
 
 
-def test_lookahead_check_catches_a_theory_reading_memory_behind_its_window(registry, btc):
+def test_a_theory_cannot_reach_the_bars_after_its_window(registry, btc):
+    # The peeking theory reads the memory behind its arrays (a numpy view's `.base`); the backtest
+    # hands out copies, so there is nothing after bar t to find.
     config = make_config(registry, theories=["peeking"], backtest={"step": 5, "horizon": 1, "lookahead_sample": 4})
     run = run_backtest(config, registry, histories={"BTC-USD": btc})
-    # The cheat looks brilliant in the backtest...
-    buy = run.result.symbols[0].scores.directions["BUY"]
-    assert buy.count > 5 and buy.hit_rate == 1.0
-    # ...and the check, recomputing from truncated copies in a fresh process, exposes it.
+    assert run.result.symbols[0].scores.directions["BUY"].count == 0
     report = check_lookahead(run, registry_factory=make_registry)
-    assert report.error is None and not report.ok
-    fields = {d.field for d in report.differences}
-    assert "peeking.bias" in fields
-    assert all(d.recomputed == "0.0" for d in report.differences if d.field == "peeking.bias")
+    assert report.error is None and report.ok
 
 
 def test_lookahead_check_catches_a_synthesizer_reading_a_global_future_array(registry, tmp_path):

@@ -1,6 +1,10 @@
-"""Markov regime: the causal filter, the known-answer regime test and the fitting safeguards."""
+"""Markov regime: the causal filter, the known-answer regime test, the fitting safeguards and the refit schedule."""
 
 from __future__ import annotations
+
+import dataclasses
+import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -8,13 +12,42 @@ import pytest
 import synthetic
 from v7 import InsufficientData
 from v7.plugins.theories import markov_regime
-from v7.plugins.theories.markov_regime import HmmParams, MarkovRegime, fit_em, forward_filter, params_of, starting_points
+from v7.plugins.theories.markov_regime import (
+    ANCHOR_CACHE_SIZE, HmmParams, MarkovRegime, fit_em, forward_filter, params_of, standardise, starting_points,
+)
+from v7.plugins.theories._common import window_closes
 
 SIGMAS = (0.01, 0.03)
+HOUR, DAY = 3600, 86_400
+MIDNIGHT = 19_676 * DAY  # 2023-11-15 00:00 UTC
 
 
-def prices(returns: np.ndarray, start: float = 100.0):
-    return synthetic.series(synthetic.prices_from_log_returns(returns, start))
+def hourly(candles, last_hour: int = 13, day: int = MIDNIGHT):
+    """The same candles on real hourly timestamps (multiples of 3600 s), the last one at `last_hour`:00 UTC of `day`.
+
+    `synthetic.series` stamps bars START_TIME + 3600·i with START_TIME = 1,600,000,000, which is not an
+    hour boundary: no bar would ever be an anchor there, and the refit schedule would not be exercised.
+    """
+    n = len(candles)
+    return dataclasses.replace(candles, timestamp=day + HOUR * (last_hour - (n - 1) + np.arange(n, dtype=np.int64)))
+
+
+def prices(returns: np.ndarray, start: float = 100.0, last_hour: int = 13):
+    return hourly(synthetic.series(synthetic.prices_from_log_returns(returns, start)), last_hour)
+
+
+def recording(theory: MarkovRegime) -> list[str]:
+    """Make `theory` record how each bar was fitted ("full", "anchor", "warm", "warm_failed")."""
+    hows: list[str] = []
+    original = theory.regime_fit
+
+    def spy(*args):
+        fit = original(*args)
+        hows.append(fit.how)
+        return fit
+
+    theory.regime_fit = spy
+    return hows
 
 
 def true_params(p_stay: float) -> HmmParams:
@@ -26,16 +59,20 @@ def true_params(p_stay: float) -> HmmParams:
 def regime_accuracy(p_stay: float, seeds: range) -> tuple[float, float, float]:
     """(fitted accuracy, accuracy of the filter given the TRUE parameters, share with state_volatility within 25%)."""
     theory = MarkovRegime()
+    hows = recording(theory)
     window = theory.config.window
     fitted = oracle = volatility = 0
     for seed in seeds:
         returns, states = synthetic.two_state_regime(1000, seed, SIGMAS, p_stay)
-        finding = theory.analyze(prices(returns))
+        # Default settings, hourly stamps: the last bar is 0..23 bars after the 00:00 anchor, so almost
+        # every seed is answered by a warm start from the anchor's fit.
+        finding = theory.analyze(prices(returns, last_hour=seed % 24))
         truth = "stressed" if states[-1] == 1 else "calm"
         fitted += finding.label.split("_")[0] == truth
         volatility += abs(finding.metrics["state_volatility"] / SIGMAS[states[-1]] - 1) <= 0.25
         p_calm, p_stressed, _ = forward_filter(returns[-window:], true_params(p_stay))
         oracle += (p_stressed > p_calm) == (states[-1] == 1)
+    assert hows.count("warm") >= 0.85 * len(seeds), hows
     return fitted / len(seeds), oracle / len(seeds), volatility / len(seeds)
 
 
@@ -144,3 +181,224 @@ def test_scale_invariant(factor):
     assert a.label == b.label
     for key in ("regime_probability", "state_volatility", "expected_duration"):
         assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-6)
+
+
+# -- the refit schedule: full fit at anchor bars, warm starts in between ----------------------------
+
+LOOKBACK = 1000  # candles the backtest hands the theory at every bar (config.toml)
+
+
+def bar_at(btc_full, hour: int, days_back: int = 100) -> int:
+    """Index of a BTC bar at `hour`:00 UTC about `days_back` days before the end of the bundled history."""
+    t = len(btc_full) - 1 - 24 * days_back
+    return t + (hour - int(btc_full.timestamp[t] % DAY) // HOUR) % 24
+
+
+def window_at(btc_full, t: int, lookback: int = LOOKBACK):
+    return btc_full.slice(t + 1 - lookback, t + 1)
+
+
+def fit_of(theory: MarkovRegime, candles):
+    _, x, centre, scale = standardise(window_closes(candles, theory.config.window, 50, theory.config))
+    return theory.regime_fit(candles, x, centre, scale)
+
+
+def stamps(last: int, step: int = HOUR, count: int = 600) -> np.ndarray:
+    return last - step * np.arange(count - 1, -1, -1, dtype=np.int64)
+
+
+def test_anchor_rule():
+    """The anchor is the last bar among the last `refit_every_bars` whose timestamp is a multiple of
+    `refit_every_bars` × the bar length (the median step of the window's timestamps)."""
+    theory = MarkovRegime()  # refit_every_bars = 24: hourly bars → 00:00 UTC
+    assert theory.config.refit_every_bars == 24
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT)) == 0
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT + HOUR)) == 1
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT + 23 * HOUR)) == 23
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT + DAY)) == 0
+    # A missing bar after midnight: the step stays one hour (median) and the anchor is still 00:00.
+    hourly_stamps = stamps(MIDNIGHT + 5 * HOUR)
+    assert theory.anchor_bars_ago(np.delete(hourly_stamps, np.flatnonzero(hourly_stamps == MIDNIGHT + 2 * HOUR))) == 4
+    # The 00:00 bar itself missing: no anchor among the last 24 bars → full fit at every bar of that day.
+    assert theory.anchor_bars_ago(np.delete(hourly_stamps, np.flatnonzero(hourly_stamps == MIDNIGHT))) is None
+    # Stamps off the hour (synthetic.START_TIME is 1600 s past an hour): never an anchor.
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT + 13 * HOUR + 1600)) is None
+    assert theory.anchor_bars_ago(synthetic.series(np.linspace(100.0, 110.0, 600)).timestamp) is None
+    # Other bar lengths: 15-minute bars with 24 → every 6 hours; 4-hour bars with 6 → daily; daily bars with 7 → weekly (epoch Thursdays).
+    assert theory.anchor_bars_ago(stamps(MIDNIGHT + 7 * HOUR + 1800, step=900)) == 6
+    assert MarkovRegime(MarkovRegime.Config(refit_every_bars=6)).anchor_bars_ago(stamps(MIDNIGHT + 16 * HOUR, step=4 * HOUR)) == 4
+    assert MarkovRegime(MarkovRegime.Config(refit_every_bars=7)).anchor_bars_ago(stamps(MIDNIGHT, step=DAY)) == (MIDNIGHT // DAY) % 7
+    # Only the window's stamps set the bar length: older 4-hour bars before 600 hourly ones change nothing.
+    mixed = np.concatenate([stamps(MIDNIGHT + 9 * HOUR - 600 * HOUR, step=4 * HOUR, count=2000), stamps(MIDNIGHT + 9 * HOUR)])
+    assert theory.anchor_bars_ago(mixed) == 9
+    assert MarkovRegime(MarkovRegime.Config(refit_every_bars=0)).anchor_bars_ago(stamps(MIDNIGHT + HOUR)) is None
+
+
+def test_the_anchor_is_fitted_on_the_window_ending_at_the_anchor(btc_full):
+    theory, full = MarkovRegime(), MarkovRegime(MarkovRegime.Config(refit_every_bars=0))
+    t = bar_at(btc_full, 13)
+    fit = fit_of(theory, window_at(btc_full, t))
+    assert (fit.how, fit.anchor_bars_ago) == ("warm", 13)
+    assert fit.iterations < 20  # a warm start needs a few EM steps, the full fit ~20 (screening included)
+    (key, anchor), = theory._anchor_fits.items()
+    assert key[0] == btc_full.timestamp[t - 13] and key[0] % DAY == 0 and key[1] == theory.config.window
+    # Exactly the full multi-start fit of the 500 bars ending at the anchor (bar t - 13).
+    at_anchor = window_at(btc_full, t - 13)
+    reference = fit_of(full, at_anchor)
+    assert reference.how == "full"
+    for got, want in zip(anchor.params, reference.params):
+        assert np.array_equal(got, want)
+    assert anchor.iterations == reference.iterations
+    # At the anchor bar itself the answer is the full fit's, bit for bit (cache hit or not).
+    assert theory.analyze(at_anchor) == full.analyze(at_anchor) == MarkovRegime().analyze(at_anchor)
+    assert fit_of(theory, at_anchor).how == "anchor"
+
+
+def test_warm_start_agrees_with_the_full_fit_on_real_data(btc_full):
+    """300 consecutive hourly BTC bars (the bundled history's last), lookback 1,000 as in the backtest:
+    the regime label of the warm-started fit vs. the full multi-start fit at every bar."""
+    warm, full = MarkovRegime(), MarkovRegime(MarkovRegime.Config(refit_every_bars=0))
+    hows = recording(warm)
+    n = len(btc_full)
+    agree, differences = 0, []
+    for t in range(n - 300, n):
+        candles = window_at(btc_full, t)
+        a, b = warm.analyze(candles), full.analyze(candles)
+        agree += a.label.split("_")[0] == b.label.split("_")[0]
+        differences.append(abs(a.metrics["stressed_probability"] - b.metrics["stressed_probability"]))
+        if a.label.split("_")[0] != b.label.split("_")[0]:  # only where the regime is a coin flip
+            assert max(a.metrics["regime_probability"], b.metrics["regime_probability"]) < 0.75
+    print(f"\nwarm start vs. full fit on 300 BTC bars: regime label agrees on {agree / 3:.1f}%; "
+          f"|Δ stressed_probability| median {np.median(differences):.4f}, max {max(differences):.3f}; fits: "
+          + ", ".join(f"{h} {hows.count(h)}" for h in ("anchor", "warm", "warm_failed", "full")))
+    assert agree >= 0.95 * 300
+    assert hows.count("warm") >= 270 and hows.count("anchor") >= 12
+    assert np.median(differences) < 0.01
+
+
+def test_cache_hit_and_miss_give_identical_answers(btc_full):
+    """A pure function of the candles: sequential bars on one instance (cache hits) equal fresh instances
+    (misses), in any order, and equal the same instance after its cache is cleared."""
+    t0 = bar_at(btc_full, 22)
+    bars = list(range(t0, t0 + 28))  # 22:00 … 01:00 the day after next: two anchors, k = 0, 1, …, 23
+    sequential = MarkovRegime()
+    hits = [sequential.analyze(window_at(btc_full, t)) for t in bars]
+    assert sequential.cached_anchors == 3
+    fresh = [MarkovRegime().analyze(window_at(btc_full, t)) for t in bars]
+    backwards = MarkovRegime()
+    reverse = [backwards.analyze(window_at(btc_full, t)) for t in reversed(bars)][::-1]
+    sequential.clear_cache()
+    assert sequential.cached_anchors == 0
+    cleared = [sequential.analyze(window_at(btc_full, t)) for t in bars[::5]]
+    assert hits == fresh == reverse
+    assert cleared == hits[::5]
+    assert [f.model_dump_json() for f in hits] == [f.model_dump_json() for f in fresh]
+    again = [sequential.analyze(window_at(btc_full, t)) for t in bars]  # all hits now, the anchor bars too
+    assert again == hits
+
+
+def test_anchor_cache_is_bounded(btc_full, monkeypatch):
+    theory = MarkovRegime()
+    for i in range(ANCHOR_CACHE_SIZE + 40):  # the bound itself, with cheap dummy entries
+        theory._remember(("dummy", i), None)
+    assert ANCHOR_CACHE_SIZE == 256 and theory.cached_anchors == ANCHOR_CACHE_SIZE
+    assert ("dummy", 39) not in theory._anchor_fits and ("dummy", 40) in theory._anchor_fits
+    # Least recently USED goes first, and answers do not depend on what was dropped.
+    monkeypatch.setattr(markov_regime, "ANCHOR_CACHE_SIZE", 3)
+    theory = MarkovRegime()
+    days = [bar_at(btc_full, 1, days_back=d) for d in (10, 11, 12, 13)]
+    first = theory.analyze(window_at(btc_full, days[0]))
+    for t in days[1:3]:
+        theory.analyze(window_at(btc_full, t))
+    assert theory.analyze(window_at(btc_full, days[0])) == first  # a hit: day 0 is now the most recent
+    theory.analyze(window_at(btc_full, days[3]))  # drops days[1]
+    assert theory.cached_anchors == 3
+    anchors = {key[0] for key in theory._anchor_fits}
+    assert anchors == {int(btc_full.timestamp[t - 1]) for t in (days[0], days[2], days[3])}
+    assert theory.analyze(window_at(btc_full, days[1])) == MarkovRegime().analyze(window_at(btc_full, days[1]))
+
+
+def test_short_history_falls_back_to_the_full_fit(btc_full):
+    """Fewer than window + (bars since the anchor) candles: the anchor window is not in the candles given,
+    so the current window gets the full fit and the answer equals the refit_every_bars = 0 answer."""
+    theory, full = MarkovRegime(), MarkovRegime(MarkovRegime.Config(refit_every_bars=0))
+    window = theory.config.window
+    t = bar_at(btc_full, 13)
+    enough = window_at(btc_full, t, window + 13)
+    assert fit_of(MarkovRegime(), enough).how == "warm"
+    assert MarkovRegime().analyze(enough) == theory.analyze(window_at(btc_full, t))  # the older bars do not matter
+    for lookback in (window + 12, window, 300):
+        short = window_at(btc_full, t, lookback)
+        assert fit_of(theory, short).how == "full"
+        assert theory.analyze(short) == full.analyze(short)
+
+
+def test_refit_every_bars_zero_is_the_full_fit_at_every_bar(btc_full):
+    theory = MarkovRegime(MarkovRegime.Config(refit_every_bars=0))
+    hows = recording(theory)
+    t = bar_at(btc_full, 0)
+    for k in range(3):
+        theory.analyze(window_at(btc_full, t + k))
+    assert hows == ["full"] * 3 and theory.cached_anchors == 0
+
+
+def test_failed_warm_start_falls_back_to_the_full_fit(btc_full, monkeypatch):
+    candles = window_at(btc_full, bar_at(btc_full, 7))
+    expected = MarkovRegime(MarkovRegime.Config(refit_every_bars=0)).analyze(candles)
+    n_iter = MarkovRegime().config.n_iter
+
+    # EM that breaks down from the anchor's states (hmmlearn rejects the start).
+    bad = HmmParams(np.array([0.5, 0.5]), np.array([[0.9, 0.1], [0.1, 0.9]]), np.zeros(2), np.array([-1.0, -1.0]))
+    monkeypatch.setattr(markov_regime, "warm_start", lambda anchor, centre, scale: bad)
+    theory = MarkovRegime()
+    assert fit_of(theory, candles).how == "warm_failed"
+    assert theory.analyze(candles) == expected
+    monkeypatch.undo()
+
+    # EM from the anchor's states that does not converge within n_iter.
+    marked = []
+    real_start, real_em = markov_regime.warm_start, markov_regime.fit_em
+
+    def start(*args):
+        marked.append(real_start(*args))
+        return marked[-1]
+
+    monkeypatch.setattr(markov_regime, "warm_start", start)
+    monkeypatch.setattr(markov_regime, "fit_em", lambda x, s, n, tol: real_em(x, s, n, -np.inf if any(s is m for m in marked) else tol))
+    theory = MarkovRegime()
+    fit = fit_of(theory, candles)
+    assert fit.how == "warm_failed" and fit.iterations == n_iter + expected.metrics["em_iterations"]
+    got = theory.analyze(candles)
+    assert got.metrics.pop("em_iterations") == n_iter + expected.metrics.pop("em_iterations")
+    assert got == expected
+
+
+def test_one_instance_shared_by_threads(btc_full):
+    """The engine calls one theory instance from several threads: the locked cache must not mix answers."""
+    t0 = bar_at(btc_full, 20)
+    bars = list(range(t0, t0 + 12))
+    expected = {t: MarkovRegime().analyze(window_at(btc_full, t)) for t in bars}
+    shared = MarkovRegime()
+    got: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def work(mine):
+        for t in mine:
+            finding = shared.analyze(window_at(btc_full, t))
+            with lock:
+                assert got.setdefault(t, finding) == finding
+
+    threads = [threading.Thread(target=work, args=(bars[i::2] + bars[::-1],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert got == expected
+
+
+def test_picklable_with_an_empty_cache(btc_candles):
+    theory = MarkovRegime()
+    first = theory.analyze(btc_candles)
+    copy = pickle.loads(pickle.dumps(theory))
+    assert copy.cached_anchors == 0 and theory.cached_anchors == 1
+    assert copy.analyze(btc_candles) == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -30,6 +31,23 @@ ids = [t.name for t in THEORIES]
 
 def random_walk_candles(n: int = 1000, seed: int = 11, start: float = 100.0):
     return synthetic.series(synthetic.prices_from_log_returns(synthetic.white_noise(n - 1, seed), start))
+
+
+def keep_stamps(candles, close, stamps=None):
+    """`synthetic.with_closes` with the candles' own (real, hourly) timestamps, or `stamps`.
+
+    `with_closes` restamps bars from synthetic.START_TIME, which is off the hour: markov_regime's refit
+    schedule anchors on timestamps, so a causality check must change the closes and nothing else.
+    """
+    other = synthetic.with_closes(candles, close)
+    return dataclasses.replace(other, timestamp=np.asarray(candles.timestamp if stamps is None else stamps, dtype=np.int64).copy())
+
+
+def extended_back(recent, older_close):
+    """`recent` with `older_close` prepended as the hourly bars before it."""
+    m = len(older_close)
+    stamps = np.concatenate([recent.timestamp[0] - 3600 * np.arange(m, 0, -1), recent.timestamp])
+    return keep_stamps(recent, np.concatenate([older_close, recent.close]), stamps)
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +211,9 @@ def test_causal(cls, btc_full):
         changed = candles.close.copy()
         rng = np.random.default_rng(t)
         changed[t + 1:] *= np.exp(np.cumsum(rng.normal(0.0, 0.05, changed.shape[0] - t - 1)))  # a different future
-        other = synthetic.with_closes(candles, changed)
+        other = keep_stamps(candles, changed)
         assert np.array_equal(other.close[: t + 1], candles.close[: t + 1])
+        assert np.array_equal(other.timestamp, candles.timestamp)
         before = theory.analyze(candles.slice(0, t + 1))
         after = theory.analyze(other.slice(0, t + 1))
         assert before == after
@@ -202,12 +221,43 @@ def test_causal(cls, btc_full):
 
 @pytest.mark.parametrize("cls", THEORIES, ids=ids)
 def test_window_is_the_end_of_the_series(cls, btc_full):
-    """Different old history before the last 1,000 bars changes nothing (every window is <= 1,000)."""
+    """Different old history before the last 1,000 bars changes nothing (every window is <= 1,000; markov_regime
+    reaches back at most window + refit_every_bars - 1 = 523 bars, see the next test)."""
     theory = cls()
     recent = btc_full.tail(1000)
-    a = synthetic.with_closes(recent, np.concatenate([btc_full.close[:300], recent.close]))
-    b = synthetic.with_closes(recent, np.concatenate([btc_full.close[5000:5300] * 3.0, recent.close]))
+    a = extended_back(recent, btc_full.close[:300])
+    b = extended_back(recent, btc_full.close[5000:5300] * 3.0)
     assert theory.analyze(a) == theory.analyze(b) == theory.analyze(recent)
+
+
+@pytest.mark.parametrize("every", [24, 0, 6])
+def test_markov_regime_reaches_back_window_plus_refit_bars(btc_full, every):
+    """With the refit schedule the answer at bar t depends on the `window` bars ending at the last anchor too
+    (up to `refit_every_bars` - 1 bars before t): history more than window + refit_every_bars bars back
+    changes nothing, while a bar between the current window and the anchor window's start may. With
+    `refit_every_bars = 0` the old property holds exactly: nothing before the window matters."""
+    theory = MarkovRegime(MarkovRegime.Config(refit_every_bars=every))
+    window = theory.config.window
+    reach = window + every
+    for hour in (every - 1, 0) if every else (13,):  # the farthest anchor, and the anchor bar itself
+        end = len(btc_full) - 1 - 24 * 50
+        end += (hour - int(btc_full.timestamp[end] % 86400) // 3600) % 24
+        recent = btc_full.slice(end + 1 - 1000, end + 1)
+        ago = theory.anchor_bars_ago(recent.timestamp)
+        assert ago == (hour if every else None)
+        expected = theory.analyze(recent)
+        rng = np.random.default_rng(hour)
+        older = recent.close.copy()
+        older[: 1000 - reach] *= np.exp(rng.normal(0.0, 0.05, 1000 - reach))  # a different past beyond the reach
+        assert theory.analyze(keep_stamps(recent, older)) == expected
+        assert theory.analyze(recent.tail(reach)) == expected  # no history at all beyond the reach
+        assert theory.analyze(extended_back(recent, btc_full.close[:300] * 2.0)) == expected
+        if ago:  # a bar inside the anchor window, before the current window, does matter
+            inside = recent.close.copy()
+            inside[1000 - window - 1] *= 1.05
+            changed = theory.analyze(keep_stamps(recent, inside))
+            assert changed != expected
+            assert changed.label.split("_")[0] == expected.label.split("_")[0]  # ...only a little
 
 
 @pytest.mark.parametrize("cls", THEORIES, ids=ids)
@@ -219,6 +269,11 @@ def test_deterministic(cls, btc_candles):
     same_instance = cls().analyze(btc_candles)
     assert first == again == same_instance
     assert first.model_dump_json() == again.model_dump_json()
+    if cls is MarkovRegime:  # its anchor fits are cached on the instance: a hit, a miss and a cleared cache agree
+        theory = MarkovRegime()
+        miss, hit = theory.analyze(btc_candles), theory.analyze(btc_candles)
+        theory.clear_cache()
+        assert miss == hit == theory.analyze(btc_candles) == first
 
 
 @pytest.mark.parametrize("cls", THEORIES, ids=ids)
