@@ -162,6 +162,25 @@ def analyze(ctx: Context, candles_path: str, config_path: str | None, symbol: st
 @click.pass_obj
 def plugins(ctx: Context, config_path: str | None, as_json: bool) -> None:
     """List every discovered plugin: kind, name, distribution, version, position in the config, load errors."""
+    from . import plugin_cache
+
+    # Without a config the listing depends only on what is installed: served from a cache keyed on that.
+    key = None if config_path else plugin_cache.fingerprint()
+    rows = plugin_cache.read(key)
+    if rows is None:
+        rows = _plugin_rows(config_path)
+        plugin_cache.write(key, rows)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "ENABLED", "ERROR")]
+    for r in rows:
+        state = f"#{r['position']}" if r["enabled"] and r["position"] else ("yes" if r["enabled"] else "-")
+        table.append((r["kind"] or "?", r["name"], r["distribution"], r["version"], state, r["error"] or ""))
+    click.echo(plain_table(table))
+
+
+def _plugin_rows(config_path: str | None) -> list[dict[str, Any]]:
     from .registry import load_registry
 
     registry = load_registry()
@@ -195,14 +214,7 @@ def plugins(ctx: Context, config_path: str | None, as_json: bool) -> None:
         })
     order = {"feed": 0, "theory": 1, "formatter": 2, "synthesizer": 3, "sink": 4}
     rows.sort(key=lambda r: (order.get(r["kind"] or "", 9), r["position"] or 999, r["name"]))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    table = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "ENABLED", "ERROR")]
-    for r in rows:
-        state = f"#{r['position']}" if r["enabled"] and r["position"] else ("yes" if r["enabled"] else "-")
-        table.append((r["kind"] or "?", r["name"], r["distribution"], r["version"], state, r["error"] or ""))
-    click.echo(plain_table(table))
+    return rows
 
 
 def plain_table(rows: list[tuple[str, ...]]) -> str:

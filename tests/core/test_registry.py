@@ -153,3 +153,34 @@ def test_two_distributions_with_the_same_entry_point_name_are_both_named(tmp_pat
     (tmp_path / "c.toml").write_text('[theories]\nenabled = ["twin"]\n')
     result = run_v7("config", "check", "--config", "c.toml", cwd=tmp_path, extra_path=tmp_path / "site")
     assert result.returncode == 2 and "v7-twin-a" in result.stderr and "v7-twin-b" in result.stderr
+
+
+def test_the_plugins_listing_cache_follows_what_is_installed(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = run_v7("plugins", "--json", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "cache" / "v7" / "plugins.json").exists()
+    again = run_v7("plugins", "--json", cwd=tmp_path, env=env)
+    assert json.loads(again.stdout) == json.loads(first.stdout)  # served from the cache, same answer
+    uncached = run_v7("plugins", "--json", cwd=tmp_path, env={**env, "V7_NO_PLUGIN_CACHE": "1"})
+    assert json.loads(uncached.stdout) == json.loads(first.stdout)
+
+    # A newly installed plugin is a different fingerprint: listed at once.
+    module = """
+        from v7 import hookimpl, Theory, TheoryFinding
+        class Fresh(Theory):
+            name = "fresh"
+            def analyze(self, candles):
+                return TheoryFinding(confidence=0.1, label="x", interpretation="x")
+        @hookimpl
+        def register_theories(register):
+            register(Fresh)
+    """
+    site = make_distribution(tmp_path / "site", "v7-fresh", "0.1", {"fresh": "v7_fresh"}, {"v7_fresh": module})
+    rows = json.loads(run_v7("plugins", "--json", cwd=tmp_path, env=env, extra_path=site).stdout)
+    assert ("theory", "fresh", "v7-fresh") in {(r["kind"], r["name"], r["distribution"]) for r in rows}
+
+    # Editing a plugin's source is a miss too: here it now fails to import, and the listing says so.
+    (site / "v7_fresh.py").write_text("raise ImportError('edited and broken')\n")
+    rows = json.loads(run_v7("plugins", "--json", cwd=tmp_path, env=env, extra_path=site).stdout)
+    assert any(r["name"] == "fresh" and "edited and broken" in (r["error"] or "") for r in rows)
