@@ -156,6 +156,7 @@ class Pipeline:
     sinks: list[Sink] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     config_hash: str = ""
+    _closed: set[int] = field(default_factory=set)
 
     @classmethod
     def build(cls, config: V7Config, registry: Registry, kinds: tuple[str, ...] = ("feed", "theory", "formatter", "synthesizer", "sink")) -> "Pipeline":
@@ -363,8 +364,9 @@ class Pipeline:
 
     def close(self) -> None:
         for component in [*self.sinks, *self.feeds.values(), self.synthesizer, self.fallback]:
-            if component is None:
+            if component is None or id(component) in self._closed:
                 continue
+            self._closed.add(id(component))
             try:
                 component.close()
             except Exception as exc:
@@ -381,6 +383,10 @@ class Pipeline:
         produced: list[Signal] = []
         log = get_logger(run_id=self.run_id)
         log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config_hash)
+        # A stop request closes the live feeds at once: their rate-limit and retry waits end now,
+        # not after minutes of backoff. Signals already computed are still stored.
+        finished = threading.Event()
+        threading.Thread(target=self._close_feeds_on, args=(stop, finished), name="stop-watcher", daemon=True).start()
         try:
             self.open()
             iteration = 0
@@ -433,9 +439,22 @@ class Pipeline:
             if stop.is_set():
                 log.info("stop requested; the current signals were finished and stored")
         finally:
+            finished.set()
             self.close()
             log.info("run stopped", signals=len(produced))
         return produced
+
+    def _close_feeds_on(self, stop: threading.Event, finished: threading.Event) -> None:
+        while not stop.wait(0.2):
+            if finished.is_set():
+                return
+        for feed in self.feeds.values():
+            if feed.live and id(feed) not in self._closed:
+                self._closed.add(id(feed))
+                try:
+                    feed.close()
+                except Exception as exc:
+                    get_logger(plugin=feed.name).error("close failed", error=f"{type(exc).__name__}: {exc}")
 
     def _log_signal(self, signal: Signal) -> None:
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)

@@ -73,7 +73,21 @@ class ReplayFeed(Feed):
         from v7.core.candles import read_candles_csv
 
         if symbol not in self._history:
-            self._history[symbol] = read_candles_csv(self._source_file(symbol), symbol, granularity)
+            import numpy as np
+
+            from v7.core.models import GRANULARITY_SECONDS
+
+            path = self._source_file(symbol)
+            history = read_candles_csv(path, symbol, granularity)
+            if len(history) > 1:
+                # Hourly data replayed as `1d` would mislabel every signal: refuse it.
+                step = int(np.median(np.diff(history.timestamp)))
+                if step != GRANULARITY_SECONDS[granularity]:
+                    raise ValueError(
+                        f"{path}: candles are {step} s apart, but engine.granularity is {granularity!r} "
+                        f"({GRANULARITY_SECONDS[granularity]} s)"
+                    )
+            self._history[symbol] = history
         return self._history[symbol]
 
     def fetch_candles(self, symbol: str, granularity: str, lookback: int) -> CandleSeries | None:
