@@ -26,6 +26,7 @@ import random
 import re
 import sqlite3
 import threading
+from contextlib import nullcontext
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -230,6 +231,7 @@ class DeepSeekSynthesizer(Synthesizer):
     def __init__(self, config: DeepSeekConfig | None = None) -> None:
         super().__init__(config)
         self._lock = threading.Lock()
+        self._budget_gate = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._client: Any = None
         self._client_key: str | None = None
@@ -509,31 +511,39 @@ class DeepSeekSynthesizer(Synthesizer):
         usage: TokenUsage | None = None
         attempts = 0
         last_reason = ""
+        budgeted = cfg.daily_token_budget is not None or cfg.daily_cost_budget is not None
         while attempts < cfg.max_attempts:
-            exhausted = self._budget_exhausted()
-            if exhausted is not None:
-                log.warning("daily budget reached; handing over to the fallback", reason=exhausted)
-                raise SynthesisFailed(exhausted, attempts=attempts, usage=usage)
-            attempts += 1
-            try:
-                answer, attempt_usage = self._attempt(client, messages)
-            except AttemptFailed as failure:
-                usage = add_usage(usage, failure.usage)
-                self._record_spend(failure.usage)
-                last_reason = self._redact(failure.reason)
-                if not failure.retry:
+            # With a budget, check, request and count happen under one gate: symbols synthesized in
+            # parallel cannot all pass the check before any of them has spent (serial requests, then).
+            with self._budget_gate if budgeted else nullcontext():
+                exhausted = self._budget_exhausted()
+                if exhausted is not None:
+                    log.warning("daily budget reached; handing over to the fallback", reason=exhausted)
+                    raise SynthesisFailed(exhausted, attempts=attempts, usage=usage)
+                attempts += 1
+                try:
+                    answer, attempt_usage = self._attempt(client, messages)
+                except AttemptFailed as failure:
+                    self._record_spend(failure.usage)
+                    failed: AttemptFailed | None = failure
+                else:
+                    self._record_spend(attempt_usage)
+                    failed = None
+            if failed is not None:
+                usage = add_usage(usage, failed.usage)
+                last_reason = self._redact(failed.reason)
+                if not failed.retry:
                     log.warning("request failed; not retried", attempt=attempts, reason=last_reason)
                     suffix = f" (attempt {attempts} of {cfg.max_attempts})" if attempts > 1 else ""
                     raise SynthesisFailed(last_reason + suffix, attempts=attempts, usage=usage) from None
                 if attempts >= cfg.max_attempts:
                     break
-                delay = self._delay(attempts, failure.retry_after)
+                delay = self._delay(attempts, failed.retry_after)
                 log.warning("attempt failed; retrying", attempt=attempts, max_attempts=cfg.max_attempts,
                             reason=last_reason, delay_seconds=round(delay, 3))
                 time.sleep(delay)
                 continue
             usage = add_usage(usage, attempt_usage)
-            self._record_spend(attempt_usage)
             synthesis = Synthesis(
                 direction=answer.signal,
                 confidence=answer.confidence,

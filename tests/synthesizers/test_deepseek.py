@@ -362,6 +362,24 @@ def test_daily_token_budget(registry, tmp_path, server, api_key):
     assert signals[-1].fallback_reason.startswith("daily token budget of 1000 tokens reached (used 1280 tokens on ")
 
 
+def test_a_budget_holds_when_many_symbols_synthesize_at_once(registry, tmp_path, server, api_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    deepseek = synthesizer(registry, server, tmp_path, daily_cost_budget=0.0001)
+    prompts = [request(f"Answer in json. Bar {i}.") for i in range(6)]  # distinct: no cache hits
+
+    def ask(one):
+        try:
+            return deepseek.synthesize(one).direction
+        except SynthesisFailed as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(ask, prompts))
+    assert server.request_count == 1  # one call spends the budget; the others see it spent
+    assert sum(a.startswith("daily cost budget") for a in answers) == 5
+
+
 def test_concurrent_symbols_share_one_synthesizer(registry, tmp_path, server, api_key):
     signals = build(registry, tmp_path, server, symbols=("BTC-USD", "ETH-USD")).run(iterations=2)
     assert len(signals) == 4 and {s.synthesizer for s in signals} == {"deepseek"}
