@@ -383,8 +383,8 @@ class Pipeline:
         produced: list[Signal] = []
         log = get_logger(run_id=self.run_id)
         log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config_hash)
-        # A stop request closes the live feeds at once: their rate-limit and retry waits end now,
-        # not after minutes of backoff. Signals already computed are still stored.
+        # A stop request closes the live feeds and the primary synthesizer at once: their rate-limit
+        # and retry waits end now, not after minutes of backoff. Signals already computed are stored.
         finished = threading.Event()
         threading.Thread(target=self._close_feeds_on, args=(stop, finished), name="stop-watcher", daemon=True).start()
         try:
@@ -448,13 +448,19 @@ class Pipeline:
         while not stop.wait(0.2):
             if finished.is_set():
                 return
-        for feed in self.feeds.values():
-            if feed.live and id(feed) not in self._closed:
-                self._closed.add(id(feed))
-                try:
-                    feed.close()
-                except Exception as exc:
-                    get_logger(plugin=feed.name).error("close failed", error=f"{type(exc).__name__}: {exc}")
+        # Live feeds, and the primary synthesizer (an LLM in backoff): the fallback stays open and
+        # answers for any symbol still being decided, so no signal is left half-made.
+        waiting = [feed for feed in self.feeds.values() if feed.live]
+        if self.synthesizer is not None and self.fallback is not None:
+            waiting.append(self.synthesizer)
+        for component in waiting:
+            if id(component) in self._closed:
+                continue
+            self._closed.add(id(component))
+            try:
+                component.close()
+            except Exception as exc:
+                get_logger(plugin=component.name).error("close failed", error=f"{type(exc).__name__}: {exc}")
 
     def _log_signal(self, signal: Signal) -> None:
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)

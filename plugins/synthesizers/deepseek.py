@@ -232,6 +232,7 @@ class DeepSeekSynthesizer(Synthesizer):
         super().__init__(config)
         self._lock = threading.Lock()
         self._budget_gate = threading.Lock()
+        self._closing = threading.Event()  # set by close(): a retry wait ends at once
         self._db: sqlite3.Connection | None = None
         self._client: Any = None
         self._client_key: str | None = None
@@ -541,7 +542,8 @@ class DeepSeekSynthesizer(Synthesizer):
                 delay = self._delay(attempts, failed.retry_after)
                 log.warning("attempt failed; retrying", attempt=attempts, max_attempts=cfg.max_attempts,
                             reason=last_reason, delay_seconds=round(delay, 3))
-                time.sleep(delay)
+                if self._closing.wait(delay):
+                    raise SynthesisFailed(f"stopped while waiting to retry; last: {last_reason}", attempts=attempts, usage=usage)
                 continue
             usage = add_usage(usage, attempt_usage)
             synthesis = Synthesis(
@@ -563,6 +565,7 @@ class DeepSeekSynthesizer(Synthesizer):
         raise SynthesisFailed(reason, attempts=attempts, usage=usage)
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             if self._client is not None:
                 try:

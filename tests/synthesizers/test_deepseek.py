@@ -233,6 +233,22 @@ def test_429_waits_for_retry_after_then_succeeds(registry, tmp_path, server, api
     assert_key_never_leaked(tmp_path, logs(), row)
 
 
+def test_a_stop_request_ends_a_retry_wait_and_the_fallback_answers(registry, tmp_path, server, api_key):
+    import threading
+
+    server.script(rate_limited("60"), answer("SELL", 0.7))
+    pipeline = build(registry, tmp_path, server, backoff_max_seconds=60)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    signals = pipeline.run(stop=stop)
+    assert time.monotonic() - started < 15  # not the 60 s retry-after
+    assert len(signals) == 1 and server.request_count == 1
+    assert signals[0].synthesizer == "consensus"
+    assert signals[0].fallback_reason.startswith("stopped while waiting to retry; last: HTTP 429")
+    assert len(stored_signals(tmp_path / "v7.db")) == 1  # stored whole
+
+
 def test_retry_after_is_capped(registry, tmp_path, server, api_key):
     server.script(rate_limited("3600"), answer("SELL", 0.7))
     started = time.monotonic()
