@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .components import StartupError
 from .config import BacktestConfig, V7Config
-from .models import GRANULARITY_SECONDS, CandleSeries, PromptRequest, SynthesisRequest, TheoryResult, TokenUsage
+from .models import GRANULARITY_SECONDS, CandleSeries, PromptRequest, TheoryResult, TokenUsage
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -305,18 +305,17 @@ def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
 
 
 def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int) -> BarSignal:
-    """Formatters and synthesizer for one bar, as `Pipeline.process_symbol` runs them (no market context)."""
+    """Formatters and synthesizer for one bar through `Pipeline.decide`, as `v7 run` does (no market context)."""
     from .logs import get_logger
 
     request = PromptRequest(
         symbol=window.symbol, granularity=window.granularity, bar_time=window.last_time,
         price=window.last_price, results=results, context=None,
     )
-    prompt = pipeline.build_prompt(request) if pipeline.formatters else ""
     outcomes = tuple(TheoryOutcome.of(r) for r in results)
     base = dict(index=index, timestamp=int(window.timestamp[-1]), price=window.last_price, theories=outcomes)
     try:
-        synthesis, name, fallback_reason = pipeline.synthesize(SynthesisRequest(**request.model_dump(), prompt=prompt))
+        _, synthesis, name, fallback_reason = pipeline.decide(request)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         get_logger(symbol=window.symbol).warning("no synthesizer produced a signal; position kept", bar_time=window.last_time.isoformat(), error=reason)

@@ -234,6 +234,20 @@ class Pipeline:
         answer.usage = usage
         return answer, self.fallback.name, reason
 
+    def decide(self, request: PromptRequest, timings: dict[str, float] | None = None) -> tuple[str, Synthesis, str, str | None]:
+        """The stages after the theories, shared by `v7 run` and `v7 backtest`: formatters, then the synthesizer.
+
+        Returns the prompt, the answer, who answered and why the fallback was needed (if it was).
+        """
+        timings = timings if timings is not None else {}
+        mark = time.perf_counter()
+        prompt = self.build_prompt(request) if self.formatters else ""
+        timings["formatters"] = (time.perf_counter() - mark) * 1000
+        mark = time.perf_counter()
+        synthesis, name, fallback_reason = self.synthesize(SynthesisRequest(**request.model_dump(), prompt=prompt))
+        timings["synthesizer"] = (time.perf_counter() - mark) * 1000
+        return prompt, synthesis, name, fallback_reason
+
     def fetch_context(self, symbol: str) -> tuple[MarketContext | None, str | None]:
         errors = []
         for name in self.config.context_feeds:
@@ -290,17 +304,11 @@ class Pipeline:
             symbol=symbol, granularity=engine.granularity, bar_time=candles.signal_time,
             price=candles.last_price, results=results, context=context,
         )
-        mark = time.perf_counter()
-        prompt = self.build_prompt(request) if self.formatters else ""
-        timings["formatters"] = (time.perf_counter() - mark) * 1000
-
-        mark = time.perf_counter()
         try:
-            synthesis, synthesizer_name, fallback_reason = self.synthesize(SynthesisRequest(**request.model_dump(), prompt=prompt))
+            prompt, synthesis, synthesizer_name, fallback_reason = self.decide(request, timings)
         except Exception as exc:
             log.error("no synthesizer produced a signal; symbol skipped", error=f"{type(exc).__name__}: {exc}")
             return None
-        timings["synthesizer"] = (time.perf_counter() - mark) * 1000
 
         return Signal(
             symbol=symbol,
