@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .logs import get_logger
-from .models import GRANULARITY_SECONDS, CandleSeries
+from .models import GRANULARITY_SECONDS, CandleSeries, count_gaps
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -72,7 +72,7 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
 
     step = GRANULARITY_SECONDS.get(granularity)
     timestamps = frame["timestamp"].to_numpy(dtype="int64")
-    gaps = int(((np.diff(timestamps) // step) - 1).clip(min=0).sum()) if step and len(timestamps) > 1 else 0
+    gaps = count_gaps(timestamps, step)
     if dropped:
         get_logger().warning("dropped invalid candles", symbol=symbol, source=source or None, dropped=dropped)
     return CandleSeries(

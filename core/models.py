@@ -30,6 +30,13 @@ GRANULARITY_SECONDS: dict[str, int] = {
 }
 
 
+def count_gaps(timestamps: "np.ndarray", step: int | None) -> int:
+    """Missing bars between consecutive timestamps (unix seconds) spaced `step` seconds apart."""
+    if not step or len(timestamps) < 2:
+        return 0
+    return int(((timestamps[1:] - timestamps[:-1]) // step - 1).clip(min=0).sum())
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -97,10 +104,6 @@ class CandleSeries:
     def slice(self, start: int, stop: int) -> "CandleSeries":
         """Bars `start:stop`; `gaps` is recounted inside the slice so it says nothing about later bars."""
         timestamp = self.timestamp[start:stop]
-        step = GRANULARITY_SECONDS.get(self.granularity)
-        gaps = 0
-        if step and len(timestamp) > 1:
-            gaps = int(((timestamp[1:] - timestamp[:-1]) // step - 1).clip(min=0).sum())
         return CandleSeries(
             symbol=self.symbol,
             granularity=self.granularity,
@@ -110,7 +113,7 @@ class CandleSeries:
             low=self.low[start:stop],
             close=self.close[start:stop],
             volume=self.volume[start:stop],
-            gaps=gaps,
+            gaps=count_gaps(timestamp, GRANULARITY_SECONDS.get(self.granularity)),
             as_of=self.as_of if stop >= len(self) else None,
         )
 

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 
 from v7 import CandleSeries, Feed, PluginConfig, hookimpl
 from v7.core.logs import get_logger
-from v7.core.models import GRANULARITY_SECONDS
+from v7.core.models import GRANULARITY_SECONDS, count_gaps
 
 from ._http import FeedError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 
@@ -443,7 +443,7 @@ class CoinbaseCandleFeed(Feed):
             return None
         columns = np.array(records, dtype="float64").T
         timestamps = columns[0].astype("int64")
-        gaps = int(((np.diff(timestamps) // step) - 1).clip(min=0).sum()) if len(timestamps) > 1 else 0
+        gaps = count_gaps(timestamps, step)
         return CandleSeries(
             symbol=symbol, granularity=granularity, timestamp=timestamps,
             open=columns[1], high=columns[2], low=columns[3], close=columns[4], volume=columns[5],
