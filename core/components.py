@@ -7,14 +7,17 @@ settings, a `Config` model (pydantic, unknown keys forbidden).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import CandleSeries, TokenUsage, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import structlog
+
+    from .reading import SignalReader
 
 
 class PluginConfig(BaseModel):
@@ -22,10 +25,10 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    # The settings that shape a signal, for the config hash (the signals' unique key); None = all.
-    # Transport knobs (timeouts, rate limits, retries, cache files) leave it out, so tuning them
-    # does not make already-stored bars look new.
-    signal_fields: ClassVar[frozenset[str] | None] = None
+    # Settings that do not shape a signal (timeouts, rate limits, retries, cache files), left out of
+    # the config hash (the signals' unique key) so tuning them does not make stored bars look new.
+    # Named by exclusion: a new setting is in the hash unless someone says it is transport.
+    transport_fields: ClassVar[frozenset[str]] = frozenset()
 
 
 class TheoryConfig(PluginConfig):
@@ -44,6 +47,10 @@ class EndOfData(Exception):
 
 class StartupError(Exception):
     """A problem that stops `v7 run` before any data is fetched."""
+
+
+class NotSupported(Exception):
+    """A plugin was asked for an optional capability it does not offer (see `Component.supports`)."""
 
 
 class SynthesisFailed(Exception):
@@ -67,6 +74,15 @@ class Component:
     def __init__(self, config: PluginConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """True when this class implements the optional method `capability` its base class declares."""
+        base = KINDS.get(cls.kind)
+        default = getattr(base, capability, None) if base is not None else None
+        if default is None or capability not in OPTIONAL_CAPABILITIES.get(cls.kind, ()):
+            raise ValueError(f"{capability!r} is not an optional capability of a {cls.kind or 'component'}")
+        return getattr(cls, capability) is not default
+
 
 class Theory(Component):
     """Turns candles into a `TheoryFinding`.
@@ -78,7 +94,6 @@ class Theory(Component):
     kind = "theory"
     Config: ClassVar[type[PluginConfig]] = TheoryConfig
     default_min_candles: ClassVar[int] = 30
-    directional: ClassVar[bool] = False
 
     @property
     def min_candles(self) -> int:
@@ -110,6 +125,13 @@ class Feed(Component):
     def fetch_context(self, symbol: str) -> MarketContext | None:
         raise NotImplementedError(f"feed {self.name!r} does not provide market context")
 
+    def fetch_history(self, symbol: str, granularity: str, start: datetime | None, end: datetime | None) -> CandleSeries:
+        """Optional: every closed candle from `start` to `end` (UTC, inclusive; None = open), oldest first.
+
+        What `v7 backtest` replays. A feed pages its own API here; validate rows as `fetch_candles` does.
+        """
+        raise NotSupported(f"feed {self.name!r} cannot provide history (it does not implement fetch_history)")
+
     def close(self) -> None:
         """Release connections; called once when the run ends."""
 
@@ -135,6 +157,10 @@ class Synthesizer(Component):
     def synthesize(self, request: SynthesisRequest) -> Synthesis:  # pragma: no cover
         raise NotImplementedError
 
+    def estimate_cost(self, prompt: str, calls: int) -> CostEstimate:
+        """Optional: what `calls` requests like `prompt` would cost; the backtest's cost guard shows and caps it."""
+        raise NotSupported(f"synthesizer {self.name!r} cannot estimate its cost (it does not implement estimate_cost)")
+
     def close(self) -> None:
         """Release clients or caches; called once when the run ends."""
 
@@ -154,6 +180,18 @@ class Sink(Component):
     def close(self) -> None:
         """Called once when the run ends, also after errors."""
 
+    def reader(self) -> "SignalReader":
+        """Optional: read back what this sink stored (`v7 stats`, `v7 export`, backtest storage, dashboards).
+
+        Must work while another process writes, and without `open()` having been called.
+        """
+        raise NotSupported(f"sink {self.name!r} cannot be read back (it does not implement reader)")
+
+    @classmethod
+    def reader_at(cls, location: str) -> "SignalReader":
+        """Optional: a reader for a store named on the command line (`v7 stats --db FILE`)."""
+        raise NotSupported(f"sink {cls.name!r} cannot open a store by location (it does not implement reader_at)")
+
 
 KINDS: dict[str, type[Component]] = {
     "theory": Theory,
@@ -161,4 +199,11 @@ KINDS: dict[str, type[Component]] = {
     "formatter": PromptFormatter,
     "synthesizer": Synthesizer,
     "sink": Sink,
+}
+
+# Methods a kind's base class declares with a "not supported" default; `supports()` knows only these.
+OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "feed": ("fetch_history", "fetch_context", "fetch_candles"),
+    "synthesizer": ("estimate_cost",),
+    "sink": ("reader", "reader_at"),
 }

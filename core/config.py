@@ -29,6 +29,10 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$", re.IGNORECASE)
 
 
+# Engine settings that say which symbols run and how fast, not what a signal is: out of the config hash.
+ENGINE_TRANSPORT_FIELDS = frozenset({"symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds"})
+
+
 class ConfigError(Exception):
     """One or more problems in a config file; `str()` is the message shown to the user."""
 
@@ -157,17 +161,15 @@ class V7Config:
         """Identifies what shapes a signal: two runs with the same hash make the same signals."""
         data = self.effective()
         for (kind, name), cfg in self.plugin_configs.items():
-            keep = type(cfg).signal_fields
+            leave_out = type(cfg).transport_fields
             table = data[KIND_SECTION[kind]].get(name)
-            if keep is not None and isinstance(table, dict):
-                data[KIND_SECTION[kind]][name] = {k: v for k, v in table.items() if k in keep}
+            if leave_out and isinstance(table, dict):
+                data[KIND_SECTION[kind]][name] = {k: v for k, v in table.items() if k not in leave_out}
         data.pop("logging", None)
         data.pop("backtest", None)
         data.pop("stats", None)
         data.pop("sinks", None)  # where a signal is stored does not shape it
-        data["engine"] = {
-            k: v for k, v in data["engine"].items() if k not in {"symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds"}
-        }
+        data["engine"] = {k: v for k, v in data["engine"].items() if k not in ENGINE_TRANSPORT_FIELDS}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -30,6 +30,14 @@ GRANULARITY_SECONDS: dict[str, int] = {
 }
 
 
+def granularity_seconds(granularity: str) -> int:
+    """Seconds per bar of a granularity name (`"1h"` → 3600); ValueError naming the known ones."""
+    try:
+        return GRANULARITY_SECONDS[granularity]
+    except KeyError:
+        raise ValueError(f"unsupported granularity {granularity!r}; expected one of {', '.join(GRANULARITY_SECONDS)}") from None
+
+
 def count_gaps(timestamps: "np.ndarray", step: int | None) -> int:
     """Missing bars between consecutive timestamps (unix seconds) spaced `step` seconds apart."""
     if not step or len(timestamps) < 2:
@@ -227,6 +235,8 @@ class PromptRequest(BaseModel):
 
 
 class TokenUsage(BaseModel):
+    """Tokens and USD an LLM call cost; `a + b` sums two (None counts as nothing)."""
+
     model_config = ConfigDict(defer_build=True)
 
     prompt_tokens: int = 0
@@ -234,6 +244,36 @@ class TokenUsage(BaseModel):
     cache_hit_tokens: int = 0
     cache_miss_tokens: int = 0
     cost: float = 0.0
+
+    def __add__(self, other: "TokenUsage | None") -> "TokenUsage":
+        if other is None:
+            return self.model_copy()
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cache_hit_tokens=self.cache_hit_tokens + other.cache_hit_tokens,
+            cache_miss_tokens=self.cache_miss_tokens + other.cache_miss_tokens,
+            cost=round(self.cost + other.cost, 10),
+        )
+
+    def __radd__(self, other: "TokenUsage | int | None") -> "TokenUsage":
+        # `sum(usages)` starts from 0; None + usage is the usage.
+        return self.model_copy() if other is None or other == 0 else self + other  # type: ignore[operator]
+
+
+class CostEstimate(BaseModel):
+    """What a synthesizer expects a batch of calls to cost (`Synthesizer.estimate_cost`)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    calls: int = Field(ge=0)
+    prompt_tokens_per_call: int = Field(ge=0)
+    completion_tokens_per_call: int = Field(ge=0)
+    max_completion_tokens: int | None = None
+    price_input_per_million: float | None = None
+    price_output_per_million: float | None = None
+    estimated_cost: float | None = Field(default=None, description="USD, every prompt token priced as a cache miss")
+    max_cost: float | None = Field(default=None, description="USD, every answer as long as max_completion_tokens allows")
 
 
 class SynthesisRequest(PromptRequest):
@@ -278,9 +318,6 @@ class Signal(BaseModel):
     run_id: str | None = None
     config_hash: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
-
-    def failed_theories(self) -> list[TheoryResult]:
-        return [r for r in self.theory_results if not r.ok]
 
 
 class RunInfo(BaseModel):

@@ -18,7 +18,6 @@ class ConstantTheory(Theory):
 
     name = "constant"
     version = "1.0"
-    directional = True
     default_min_candles = 5
     Config = ConstantConfig
 

@@ -33,7 +33,7 @@ from v7 import CandleSeries, Feed, PluginConfig, hookimpl
 from v7.core.logs import get_logger
 from v7.core.models import GRANULARITY_SECONDS, count_gaps
 
-from ._http import FeedError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
+from v7.http import FeedError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
@@ -48,7 +48,11 @@ class _Resubscribe(Exception):
 
 
 class CoinbaseConfig(PluginConfig):
-    signal_fields = frozenset({"live", "include_forming", "settle_seconds"})
+    transport_fields = frozenset({
+        "rest_url", "ws_url", "connect_timeout_seconds", "read_timeout_seconds", "requests_per_second", "burst",
+        "max_connections", "max_retries", "backoff_base_seconds", "backoff_max_seconds", "max_retry_after_seconds",
+        "candles_per_request", "heartbeat_timeout_seconds", "reconnect_backoff_base_seconds", "reconnect_backoff_max_seconds",
+    })
 
     rest_url: str = Field(default="https://api.exchange.coinbase.com", description="Exchange REST API base URL")
     ws_url: str = Field(default="wss://ws-feed.exchange.coinbase.com", description="Exchange WebSocket feed URL")

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from v7 import Feed, MarketContext, PluginConfig, hookimpl
 from v7.core.logs import get_logger
 
-from ._http import FeedError, FeedRequestError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
+from v7.http import FeedError, FeedRequestError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 
 PUBLIC_URL = "https://api.coingecko.com/api/v3"
 PRO_URL = "https://pro-api.coingecko.com/api/v3"
@@ -60,7 +60,10 @@ DEFAULT_IDS: dict[str, str] = {
 
 
 class CoinGeckoConfig(PluginConfig):
-    signal_fields = frozenset({"vs_currency", "ids", "use_default_ids"})
+    transport_fields = frozenset({
+        "api_key_env", "plan", "base_url", "connect_timeout_seconds", "read_timeout_seconds", "requests_per_minute", "burst",
+        "max_retries", "backoff_base_seconds", "backoff_max_seconds", "max_retry_after_seconds", "cache_seconds",
+    })
 
     base_url: str = Field(
         default=PUBLIC_URL, description=f"API base URL; with plan = 'pro' and no base_url set: {PRO_URL}"

@@ -87,7 +87,10 @@ CREATE TABLE IF NOT EXISTS llm_daily_usage (
 
 
 class DeepSeekConfig(PluginConfig):
-    signal_fields = frozenset({"base_url", "model", "temperature", "max_tokens", "system_prompt"})
+    transport_fields = frozenset({
+        "timeout_seconds", "api_key_env", "price_input_cache_hit", "price_input_cache_miss", "price_output", "max_attempts",
+        "backoff_seconds", "backoff_max_seconds", "cache_enabled", "cache_path", "daily_token_budget", "daily_cost_budget",
+    })
 
     base_url: str = Field(default="https://api.deepseek.com", description="Any OpenAI-compatible endpoint")
     model: str = Field(default="deepseek-chat", min_length=1, description="Model names change: check the provider's list")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import SeriesConfig, clip, log_returns, robust_std, window_closes
+from ._common import clip, robust_std
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -83,7 +83,6 @@ class KalmanFilter(Theory):
 
     name = "kalman_filter"
     version = "1.0"
-    directional = True
     default_min_candles = 50
 
     class Config(SeriesConfig):

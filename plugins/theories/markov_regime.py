@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import Field
 
-from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import SeriesConfig, clip, log_returns, window_closes
+from ._common import clip
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -235,7 +235,6 @@ class MarkovRegime(Theory):
     name = "markov_regime"
     version = "1.0"
     # A bias is given only when the regimes' mean returns differ significantly; otherwise None.
-    directional = True
     default_min_candles = 200
 
     class Config(SeriesConfig):

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, Theory, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import SeriesConfig, clip, log_returns, window_closes
+from ._common import clip
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -70,7 +70,6 @@ class MonteCarlo(Theory):
 
     name = "monte_carlo"
     version = "1.0"
-    directional = False
     default_min_candles = 100
 
     class Config(SeriesConfig):

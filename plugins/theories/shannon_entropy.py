@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, InsufficientData, Theory, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import SeriesConfig, clip, log_returns, window_closes
+from ._common import clip
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -118,7 +118,6 @@ class ShannonEntropy(Theory):
 
     name = "shannon_entropy"
     version = "1.0"
-    directional = False
     default_min_candles = 250
 
     class Config(SeriesConfig):

@@ -1,4 +1,5 @@
-"""V7: a signal engine for crypto markets. Everything a plugin author needs is importable from here.
+"""V7: a signal engine for crypto markets. Everything a plugin author needs is importable from here
+(plus `v7.http` for HTTP clients and `v7.testing` for tests); `v7.core` is internal and may change.
 
     from v7 import hookimpl, Theory, TheoryConfig, TheoryFinding, CandleSeries
 
@@ -29,6 +30,28 @@ _EXPORTS: dict[str, str] = {
     "Theory": "v7.core.components",
     "TheoryConfig": "v7.core.components",
     "EndOfData": "v7.core.components",
+    "NotSupported": "v7.core.components",
+    "StartupError": "v7.core.components",
+    "CostEstimate": "v7.core.models",
+    "GRANULARITY_SECONDS": "v7.core.models",
+    "granularity_seconds": "v7.core.models",
+    "count_gaps": "v7.core.models",
+    "CandleDataError": "v7.core.candles",
+    "validate_candles": "v7.core.candles",
+    "read_candles_csv": "v7.core.candles",
+    "series_from_frame": "v7.core.candles",
+    "SeriesConfig": "v7.core.series_checks",
+    "window_closes": "v7.core.series_checks",
+    "log_returns": "v7.core.series_checks",
+    "SignalReader": "v7.core.reading",
+    "SignalQuery": "v7.core.reading",
+    "StoredSignal": "v7.core.reading",
+    "StoredBacktest": "v7.core.reading",
+    "RunRecord": "v7.core.reading",
+    "get_logger": "v7.core.logs",
+    "format_utc": "v7.core.timefmt",
+    "parse_utc": "v7.core.timefmt",
+    "one_line": "v7.core.errors",
     "Candle": "v7.core.models",
     "CandleSeries": "v7.core.models",
     "Direction": "v7.core.models",
@@ -64,12 +87,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from v7.core import __version__
     from v7.core.api import analyze
+    from v7.core.candles import CandleDataError, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
-        Component, EndOfData, Feed, InsufficientData, PluginConfig, PromptFormatter, Sink, SynthesisFailed, Synthesizer, Theory,
-        TheoryConfig,
+        Component, EndOfData, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,
+        SynthesisFailed, Synthesizer, Theory, TheoryConfig,
     )
+    from v7.core.errors import one_line
     from v7.core.hookspecs import hookimpl, hookspec
+    from v7.core.logs import get_logger
     from v7.core.models import (
-        Candle, CandleSeries, Direction, MarketContext, PromptRequest, RunInfo, Signal, Synthesis,
-        SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage,
+        GRANULARITY_SECONDS, Candle, CandleSeries, CostEstimate, Direction, MarketContext, PromptRequest, RunInfo, Signal,
+        Synthesis, SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage, count_gaps, granularity_seconds,
     )
+    from v7.core.reading import RunRecord, SignalQuery, SignalReader, StoredBacktest, StoredSignal
+    from v7.core.series_checks import SeriesConfig, log_returns, window_closes
+    from v7.core.timefmt import format_utc, parse_utc

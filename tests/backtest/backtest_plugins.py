@@ -23,7 +23,6 @@ class PeekingTheory(Theory):
 
     name = "peeking"
     version = "1.0"
-    directional = True
     default_min_candles = 5
 
     def analyze(self, candles):

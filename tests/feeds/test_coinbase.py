@@ -17,7 +17,7 @@ from fakes.coinbase_server import WS_CAPTURE
 from feedtools import CURRENT, HOUR, NOW
 from v7.core.registry import PluginSource, Registry
 from v7.plugins.feeds import coinbase
-from v7.plugins.feeds._http import FeedRateLimitedError, FeedRequestError, FeedResponseError, FeedUnavailableError
+from v7.http import FeedRateLimitedError, FeedRequestError, FeedResponseError, FeedUnavailableError
 
 CANDLES = "/products/BTC-USD/candles"
 

@@ -12,7 +12,7 @@ from fakes._http_server import Fault, html_page, non_json, rate_limited, server_
 from fakes.coingecko_server import HOURLY_BTC, WEEKLY_BTC, FakeCoinGecko, key_echo
 from v7.core.registry import PluginSource, Registry
 from v7.plugins.feeds import coingecko
-from v7.plugins.feeds._http import FeedRequestError, FeedResponseError, FeedUnavailableError
+from v7.http import FeedRequestError, FeedResponseError, FeedUnavailableError
 from v7.plugins.feeds.coingecko import PRO_URL, PUBLIC_URL, CoinGeckoConfig, UnknownSymbolError
 
 MARKETS = "/api/v3/coins/markets"

@@ -37,7 +37,6 @@ class OwnSectionTheory(Theory):
     """Writes its own prompt text (without a heading: the formatter adds it)."""
 
     name = "own_section"
-    directional = True
     default_min_candles = 5
 
     def analyze(self, candles):
@@ -52,7 +51,6 @@ class PlainTheory(Theory):
     """A third-party theory with no `prompt_section`: gets the generic section."""
 
     name = "plain"
-    directional = True
     default_min_candles = 5
 
     def analyze(self, candles):

@@ -15,7 +15,7 @@ from v7.plugins.theories import markov_regime
 from v7.plugins.theories.markov_regime import (
     ANCHOR_CACHE_SIZE, HmmParams, MarkovRegime, fit_em, forward_filter, params_of, standardise, starting_points,
 )
-from v7.plugins.theories._common import window_closes
+from v7 import window_closes
 
 SIGMAS = (0.01, 0.03)
 HOUR, DAY = 3600, 86_400

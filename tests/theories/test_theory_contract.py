@@ -64,13 +64,15 @@ def assert_abstains(theory: Theory, candles, why: str) -> None:
 
 # -- the plugin surface -------------------------------------------------------------------------
 
+# Theories whose findings never carry a bias (documented in docs/theories.md).
+NOT_DIRECTIONAL = {"shannon_entropy", "monte_carlo"}
+
 
 @pytest.mark.parametrize("cls", THEORIES, ids=ids)
 def test_plugin_surface(cls):
     module = sys.modules[cls.__module__]
     assert cls.name == cls.__module__.rsplit(".", 1)[1]
     assert cls.version == "1.0"
-    assert isinstance(cls.directional, bool)
     assert cls.default_min_candles >= 2
     registered = []
     module.register_theories(registered.append)
@@ -128,7 +130,7 @@ def test_answers_on_a_random_walk(cls, walk):
     assert all(np.isfinite(v) for v in result.metrics.values())
     if result.bias is not None:
         assert -1.0 <= result.bias <= 1.0
-    if not cls.directional:
+    if cls.name in NOT_DIRECTIONAL:
         assert result.bias is None
     elif cls is not MarkovRegime:  # the regime model gives a bias only for significantly different state means
         assert result.bias is not None

@@ -16,7 +16,7 @@ Only `v7` and pydantic are imported here: V7 imports every installed plugin modu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -64,7 +64,6 @@ class RelativeStrengthIndex(Theory):
 
     name = "rsi"
     version = __version__
-    directional: ClassVar[bool] = True
     Config = RsiConfig
 
     @property

@@ -1,6 +1,10 @@
-"""What the HTTP feeds share: a token-bucket rate limiter, one retry policy, JSON-or-clear-error parsing.
+"""HTTP for plugins: a token-bucket rate limiter, one retry policy, JSON-or-clear-error parsing, secret scrubbing.
 
-Retries are decided here and only here, so a test can count requests and know why each was made:
+Public and stable: built-in feeds and the DeepSeek synthesizer use it as a third party would.
+`backoff_delay` and `parse_retry_after` are the one implementation of jittered backoff and of
+reading `retry-after` (seconds, an HTTP date, or `retry-after-ms`) in V7.
+
+Retries of `JsonHttpClient` are decided here and only here, so a test can count requests and know why each was made:
 429 waits for `retry-after` (bounded), 5xx / timeouts / connection errors back off exponentially
 with jitter, any other 4xx is a clear error at once, and a body that is not JSON (an HTML page
 from a CDN, a truncated reply) is a clear error, never a crash. httpx is imported lazily so
@@ -98,21 +102,44 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: a delay in [d/2, d] where d = base * 2**attempt, capped."""
-        delay = min(self.backoff_max, self.backoff_base * (2**attempt))
-        return delay / 2 + random.uniform(0, delay / 2)
+        """The wait before retry number `attempt + 1` (attempt counts from 0)."""
+        return backoff_delay(attempt, self.backoff_base, self.backoff_max)
+
+
+def backoff_delay(attempt: int, base: float, ceiling: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with equal jitter: a delay in [d/2, d], d = min(ceiling, base · 2**attempt).
+
+    `attempt` counts from 0. A server's `retry_after` is a floor; the result never exceeds `ceiling`.
+    """
+    delay = min(ceiling, base * (2**attempt))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, ceiling)
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every secret in `text` by ***: error bodies and messages must never carry a key."""
+    """Replace every secret in `text`, and any bearer token, by ***: messages and logs must never carry a key."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return _BEARER.sub(r"\1***", text)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """`retry-after` as seconds: either a number or an HTTP date; None when absent or unreadable."""
+def parse_retry_after(value: str | Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from a `retry-after` value (a number or an HTTP date), or from response headers
+    (`retry-after-ms` first, then `retry-after`); None when absent or unreadable."""
+    if value is not None and not isinstance(value, str):
+        milliseconds = value.get("retry-after-ms")
+        if milliseconds:
+            try:
+                return max(0.0, float(milliseconds) / 1000)
+            except ValueError:
+                pass
+        value = value.get("retry-after")
     if not value:
         return None
     value = value.strip()
@@ -126,6 +153,10 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:
+        from datetime import timezone
+
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - time.time())
 
 

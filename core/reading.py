@@ -1,0 +1,118 @@
+"""Reading stored signals back, whatever sink stored them: the `Sink.reader()` capability.
+
+`v7 stats`, `v7 export`, backtest storage and dashboards use only `SignalReader`, so they work
+with any sink that can read. A reader must work while another process writes, and must never
+change stored signals.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .components import NotSupported
+from .models import Signal
+
+
+class SignalQuery(BaseModel):
+    """Which stored signals to read; every filter optional."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    created_since: datetime | None = Field(default=None, description="signals created at or after this time (UTC)")
+    symbol: str | None = None
+
+
+class StoredSignal(Signal):
+    """A signal as read back: what the sink added when it stored it."""
+
+    id: int = Field(description="the store's own key, increasing in the order signals were stored")
+    stored_at: datetime | None = Field(default=None, description="when the sink committed it; later than created_at when it waited in a spool")
+    sink_ms: float | None = Field(default=None, description="how long the sink took to store it")
+
+
+class RunRecord(BaseModel):
+    """One `v7 run` as its sink recorded it; `stopped_at` is None while running or after a kill."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    run_id: str
+    config_hash: str
+    config_path: str | None = None
+    v7_version: str
+    plugin_versions: dict[str, str] = Field(default_factory=dict)
+    started_at: datetime
+    stopped_at: datetime | None = None
+
+
+class StoredBacktest(BaseModel):
+    """A backtest result kept beside the signals: searchable columns plus the result's JSON."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    id: int | None = None
+    created_at: datetime
+    config_hash: str
+    config_path: str | None = None
+    v7_version: str
+    granularity: str
+    symbols: list[str]
+    range_start: datetime
+    range_end: datetime
+    bars: int
+    settings: dict[str, Any] = Field(default_factory=dict)
+    result_json: str = Field(description="the whole BacktestResult, as `v7 backtest --json` prints it")
+
+
+class SignalReader:
+    """Read access to one sink's store. Subclasses implement `signals`; the rest is optional.
+
+    Use as a context manager, or call `close()`.
+    """
+
+    location: str = ""
+    """Where the store is, for messages (`/path/v7.db`)."""
+
+    def signals(self, query: SignalQuery | None = None, *, with_prompt: bool = False) -> Iterator[StoredSignal]:
+        """Matching signals, in the order they were stored (increasing `id`), theory results included."""
+        raise NotImplementedError
+
+    def runs(self, since: datetime | None = None) -> list[RunRecord]:
+        """Runs started at or after `since`; [] when the store keeps no runs."""
+        return []
+
+    def waiting(self) -> int:
+        """Signals accepted but not yet in the store (a spool); 0 when the sink keeps none."""
+        return 0
+
+    def schema_version(self) -> int | None:
+        """The store's format version, if it has one."""
+        return None
+
+    def summary(self, query: SignalQuery | None = None, hold_target: tuple[float, float] = (0.4, 0.7)) -> dict[str, Any]:
+        """Every figure `v7 stats` shows, as plain data. This default reads every signal once;
+        a store with a query language overrides it to aggregate where the data lives."""
+        from .signal_summary import summarize
+
+        return summarize(self, query or SignalQuery(), hold_target)
+
+    # -- backtest results (optional) -------------------------------------------------------------
+
+    def save_backtest(self, backtest: StoredBacktest) -> int:
+        """Keep a backtest result; returns its id."""
+        raise NotSupported(f"{type(self).__name__} cannot store backtest results")
+
+    def backtest(self, key: str) -> StoredBacktest | None:
+        """A stored backtest by id, or the latest whose config hash starts with `key`; None when there is none."""
+        raise NotSupported(f"{type(self).__name__} keeps no backtest results")
+
+    def close(self) -> None:
+        """Release the connection or file handle."""
+
+    def __enter__(self) -> "SignalReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
