@@ -376,7 +376,7 @@ def load_history(config: V7Config, registry: "Registry", symbol: str, start: dat
     lookback = config.engine.lookback
     start_s, end_s = _utc_seconds(start), _utc_seconds(end)
     try:
-        if hasattr(feed, "fetch_history"):
+        if feed.supports("fetch_history"):
             first = None if start_s is None else start_s - lookback * step
             series = feed.fetch_history(symbol, granularity, first, end_s)
         elif hasattr(feed, "fetch_range"):

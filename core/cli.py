@@ -11,55 +11,7 @@ from typing import Any
 
 import click
 
-CONFIG_HELP = "Path of the TOML config file."
-
-
-class Context:
-    def __init__(self, log_json: bool, log_level: str | None) -> None:
-        self.log_json = log_json
-        self.log_level = log_level
-
-    def setup_logging(self, config: Any = None) -> None:
-        from .logs import configure_logging
-
-        level = self.log_level or (config.logging.level if config is not None else "info")
-        json_lines = self.log_json or (config.logging.json_lines if config is not None else False)
-        configure_logging(level, json_lines)
-
-
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
-def load(ctx: Context, config_path: str | None):
-    """Registry and validated config, or a clean exit with every problem listed."""
-    from .config import ConfigError, load_config
-    from .registry import load_registry
-
-    registry = load_registry()
-    try:
-        config = load_config(config_path, registry)
-    except ConfigError as exc:
-        ctx.setup_logging()
-        _report_load_errors(registry)
-        click.echo("Invalid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(2)
-    ctx.setup_logging(config)
-    _report_load_errors(registry)
-    return registry, config
-
-
-def _report_load_errors(registry) -> None:
-    from .logs import get_logger
-
-    for error in registry.errors:
-        get_logger(plugin=error.name or error.source.plugin, distribution=error.source.distribution).warning(
-            "plugin failed to load", error=error.error
-        )
-
+from .commands.common import CONFIG_HELP, Context, fail, load, parse_symbols, plain_table
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="v7", prog_name="v7")
@@ -81,16 +33,10 @@ def cli(click_ctx: click.Context, log_json: bool, log_level: str | None) -> None
 @click.pass_obj
 def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | None) -> None:
     """Run the pipeline every `interval_seconds` (replay feeds do not wait)."""
-    from .config import SYMBOL_PATTERN
     from .engine import Pipeline, StartupError, limit_threads
 
     registry, config = load(ctx, config_path)
-    chosen = None
-    if symbols:
-        chosen = [s.strip() for s in symbols.split(",") if s.strip()]
-        bad = [s for s in chosen if not SYMBOL_PATTERN.match(s)]
-        if bad or not chosen or len(set(chosen)) != len(chosen):
-            fail(f"--symbols: got {symbols!r}; expected distinct comma-separated BASE-QUOTE symbols such as BTC-USD,ETH-USD")
+    chosen = parse_symbols(symbols)
     limit_threads(config.engine.max_threads)
     try:
         pipeline = Pipeline.build(config, registry)
@@ -215,12 +161,6 @@ def _plugin_rows(config_path: str | None) -> list[dict[str, Any]]:
     order = {"feed": 0, "theory": 1, "formatter": 2, "synthesizer": 3, "sink": 4}
     rows.sort(key=lambda r: (order.get(r["kind"] or "", 9), r["position"] or 999, r["name"]))
     return rows
-
-
-def plain_table(rows: list[tuple[str, ...]]) -> str:
-    """Aligned columns without rich, which costs more to import than `v7 plugins` may take."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def _enabled_from_raw(config_path: str) -> dict[str, list[str]]:

@@ -73,6 +73,8 @@ class Registry:
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
     errors: list[LoadError] = field(default_factory=list)
+    blocked: list[PluginSource] = field(default_factory=list)
+    """Entry points skipped before import because they were blocked by name."""
     plugin_manager: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
     _conflicts: dict[tuple[str, str], RegisteredComponent] = field(default_factory=dict)
     _sources: dict[str, PluginSource] = field(default_factory=dict)
@@ -144,7 +146,11 @@ class Registry:
             return
         self.components[kind][name] = RegisteredComponent(kind, name, cls, source)
 
-    def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
+    def load_entry_points(
+        self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None, blocked: Iterable[str] = ()
+    ) -> None:
+        """Import and register every entry point of the `v7` group, except those named in `blocked`."""
+        blocked = set(blocked)
         if entry_points is None:
             entry_points = importlib.metadata.entry_points(group=hookspecs.PROJECT)
         seen: set[str] = set()
@@ -161,6 +167,9 @@ class Registry:
                 if any(c.source == source for c in self.all()):
                     continue
             seen.add(ep.name)
+            if ep.name in blocked:
+                self.blocked.append(source)
+                continue
             try:
                 plugin = ep.load()
             except BaseException as exc:  # a plugin's import may even call sys.exit
@@ -177,10 +186,10 @@ def _new_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load_registry(extra_plugins: Iterable[tuple[Any, PluginSource]] = ()) -> Registry:
-    """Discover every installed plugin (plus `extra_plugins`, used by tests and embedding code)."""
+def load_registry(extra_plugins: Iterable[tuple[Any, PluginSource]] = (), blocked: Iterable[str] = ()) -> Registry:
+    """Discover every installed plugin not `blocked` (plus `extra_plugins`, used by tests and embedding code)."""
     registry = Registry()
-    registry.load_entry_points()
+    registry.load_entry_points(blocked=blocked)
     for plugin, source in extra_plugins:
         registry.add_plugin(plugin, source)
     return registry

@@ -56,7 +56,7 @@ def backtest(
     """
     from pathlib import Path
 
-    from ..cli import fail, load
+    from .common import fail, load, parse_symbols
 
     if compare:
         _compare(ctx, config_path, db_path, compare, as_json)
@@ -73,15 +73,9 @@ def backtest(
     from pydantic import ValidationError
 
     from ..backtest import BacktestError, LlmCapExceeded, check_lookahead as run_check, database_path, resolve_settings, run_backtest, store_result, write_report
-    from ..config import SYMBOL_PATTERN
     from ..engine import limit_threads
 
-    chosen = None
-    if symbols:
-        chosen = [s.strip() for s in symbols.split(",") if s.strip()]
-        bad = [s for s in chosen if not SYMBOL_PATTERN.match(s)]
-        if bad or not chosen:
-            fail(f"--symbols: got {symbols!r}; expected comma-separated BASE-QUOTE symbols such as BTC-USD,ETH-USD")
+    chosen = parse_symbols(symbols)
     try:
         settings = resolve_settings(
             config, start=_moment(start, "--start"), end=_moment(end, "--end"), horizon=horizon, step=step, folds=folds,
@@ -165,7 +159,7 @@ def _compare(ctx: Any, config_path: str | None, db_path: str | None, keys: tuple
     from pathlib import Path
 
     from ..backtest import BacktestError, comparison_rows, database_path, load_result
-    from ..cli import fail, load, plain_table
+    from .common import fail, load, plain_table
 
     if db_path:
         ctx.setup_logging()

@@ -89,7 +89,7 @@ def signals_frame(connection: Any, hours: float | None = None, symbol: str | Non
 def export(ctx: Any, config_path: str | None, db_path: str | None, hours: float | None, symbol: str | None,
            fmt: str, out: str | None, with_prompt: bool) -> None:
     """Export signals with their theory results flattened, one row per signal (csv, parquet or jsonl)."""
-    from ..cli import fail
+    from .common import fail
 
     if fmt == "parquet" and out is None:
         fail("--format parquet writes a binary file: give --out FILE")

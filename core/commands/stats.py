@@ -32,7 +32,7 @@ def database_options(command: Any) -> Any:
 
 def resolve_database(ctx: Any, config_path: str | None, db_path: str | None) -> tuple[Path, Any]:
     """The database file and the `[stats]` settings, from --db or the config's sqlite sink table."""
-    from ..cli import fail, load
+    from .common import fail, load
     from ..config import StatsConfig
 
     if config_path is None and db_path is None:
@@ -54,7 +54,7 @@ def resolve_database(ctx: Any, config_path: str | None, db_path: str | None) -> 
 def open_database(path: Path) -> Any:
     from v7.plugins.sinks.sqlite import SqliteSinkError, open_reader
 
-    from ..cli import fail
+    from .common import fail
 
     try:
         return open_reader(path)
