@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, quantile, window_closes
 
 from ._common import clip
 
@@ -76,14 +76,6 @@ def random_walk_null(n: int, lags: tuple[int, ...], paths: int, seed: int) -> tu
         estimates.append(variogram_hurst(walks, lags))
         done += count
     return tuple(float(h) for h in np.sort(np.concatenate(estimates)))
-
-
-def quantile(sorted_values: tuple[float, ...], q: float) -> float:
-    """Linear-interpolated quantile of an already sorted sequence."""
-    position = q * (len(sorted_values) - 1)
-    low = int(math.floor(position))
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
 class HurstExponent(Theory):

@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "format_utc": "v7.core.timefmt",
     "parse_utc": "v7.core.timefmt",
     "one_line": "v7.core.errors",
+    "quantile": "v7.core.numbers",
     "Candle": "v7.core.models",
     "CandleSeries": "v7.core.models",
     "Direction": "v7.core.models",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.errors import one_line
     from v7.core.hookspecs import hookimpl, hookspec
     from v7.core.logs import get_logger
+    from v7.core.numbers import quantile
     from v7.core.models import (
         GRANULARITY_SECONDS, Candle, CandleSeries, CostEstimate, Direction, MarketContext, PromptRequest, RunInfo, Signal,
         Synthesis, SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage, count_gaps, granularity_seconds,
