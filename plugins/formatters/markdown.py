@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from v7 import PluginConfig, PromptFormatter, PromptRequest, Theory, TheoryResult, hookimpl
-from v7.core.logs import get_logger
+from v7 import PluginConfig, PromptFormatter, PromptRequest, Theory, TheoryResult, get_logger, hookimpl, one_line
 
 INSTRUCTIONS = """You are a quantitative crypto analyst. Combine the theory results below into one trading signal.
 Rules: weigh each theory by its confidence; ignore theories marked unavailable; prefer HOLD when the evidence conflicts or the market looks random; a high or extreme risk level argues against a new position.
@@ -112,7 +111,7 @@ class MarkdownFormatter(PromptFormatter):
             custom = theory.prompt_section(result)
         except Exception as exc:
             get_logger(symbol=symbol, plugin=result.theory).warning(
-                "prompt_section failed; generic section used", error=f"{type(exc).__name__}: {exc}"
+                "prompt_section failed; generic section used", error=one_line(exc)
             )
             return None
         if not isinstance(custom, str) or not custom.strip():
