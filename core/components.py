@@ -153,6 +153,8 @@ class Synthesizer(Component):
 
     kind = "synthesizer"
     needs_prompt: ClassVar[bool] = False
+    offline: ClassVar[bool] = False
+    """True for a synthesizer that needs no network or key: the default, and the fallback of any other."""
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:  # pragma: no cover
         raise NotImplementedError

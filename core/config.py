@@ -22,7 +22,16 @@ from .components import PluginConfig
 from .models import GRANULARITY_SECONDS
 from .registry import KIND_SECTION, Registry
 
-DEFAULT_THEORIES = ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"]
+# What runs when the config does not say: the one place that names built-in plugins. The synthesizer
+# has no name here: by default the offline synthesizer (the one that declares `offline = True`)
+# answers, and is the fallback of any other.
+DEFAULT_ENABLED: dict[str, list[str]] = {
+    "feed": ["replay"],
+    "theory": ["hurst_exponent", "shannon_entropy", "markov_regime", "kalman_filter", "monte_carlo"],
+    "formatter": ["markdown"],
+    "sink": ["sqlite"],
+}
+DEFAULT_THEORIES = DEFAULT_ENABLED["theory"]
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,15}$")
 # Whole key names only: `api_key`, `secret`, `auth_token` are secrets; `max_tokens`, `api_key_env` are not.
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -102,6 +111,14 @@ class BacktestConfig(BaseModel):
         return value
 
 
+class PluginsConfig(BaseModel):
+    """`[plugins]`: plugins never imported (by entry-point name), as pytest's `-p no:NAME`; also `V7_BLOCK_PLUGINS`."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    blocked: list[str] = Field(default_factory=list, description="entry-point names to skip before import")
+
+
 class StatsConfig(BaseModel):
     """`[stats]`: what `v7 stats` compares the stored signals with. Not part of the config hash."""
 
@@ -125,9 +142,10 @@ class V7Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
     enabled: dict[str, list[str]] = field(default_factory=dict)
     plugin_configs: dict[tuple[str, str], PluginConfig] = field(default_factory=dict)
-    synthesizer: str = "consensus"
+    synthesizer: str = ""
     fallback: str | None = None
     candle_feed: str | None = None
     context_feeds: list[str] = field(default_factory=list)
@@ -155,6 +173,7 @@ class V7Config:
             "sinks": {"enabled": self.enabled["sink"], **table("sink")},
             "backtest": self.backtest.model_dump(mode="json", exclude_none=True),
             "stats": self.stats.model_dump(mode="json"),
+            "plugins": self.plugins.model_dump(mode="json"),
         }
 
     def config_hash(self) -> str:
@@ -168,6 +187,7 @@ class V7Config:
         data.pop("logging", None)
         data.pop("backtest", None)
         data.pop("stats", None)
+        data.pop("plugins", None)
         data.pop("sinks", None)  # where a signal is stored does not shape it
         data["engine"] = {k: v for k, v in data["engine"].items() if k not in ENGINE_TRANSPORT_FIELDS}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -250,12 +270,14 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     config = V7Config()
     raw = dict(raw)
 
-    known_sections = {"engine", "logging", "backtest", "stats", *KIND_SECTION.values()}
+    known_sections = {"engine", "logging", "backtest", "stats", "plugins", *KIND_SECTION.values()}
     for section in raw:
         if section not in known_sections:
             problems.append(f"{where}: {section}: unknown section; expected one of {', '.join(sorted(known_sections))}")
 
-    for key, model in (("engine", EngineConfig), ("logging", LoggingConfig), ("backtest", BacktestConfig), ("stats", StatsConfig)):
+    for key, model in (
+        ("engine", EngineConfig), ("logging", LoggingConfig), ("backtest", BacktestConfig), ("stats", StatsConfig), ("plugins", PluginsConfig),
+    ):
         value = raw.get(key, {})
         if not isinstance(value, dict):
             problems.append(f"{where}: {key}: got {_describe(value)}; expected a table")
@@ -265,12 +287,7 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
         except ValidationError as exc:
             problems.extend(_pydantic_problems(where, [key], exc))
 
-    defaults = {
-        "feed": ["replay"],
-        "theory": DEFAULT_THEORIES,
-        "formatter": ["markdown"],
-        "sink": ["sqlite"],
-    }
+    defaults = DEFAULT_ENABLED
     for kind in ("feed", "theory", "formatter", "sink"):
         section_name = KIND_SECTION[kind]
         section = raw.get(section_name, {})
@@ -290,13 +307,17 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     if not isinstance(section, dict):
         problems.append(f"{where}: synthesizer: got {_describe(section)}; expected a table")
         section = {}
-    config.synthesizer = section.get("use", "consensus")
-    config.fallback = section.get("fallback", "consensus")
+    offline = [name for name in registry.names("synthesizer") if registry.get("synthesizer", name).cls.offline]
+    config.synthesizer = section.get("use", offline[0] if offline else "")
+    if config.synthesizer == "":
+        problems.append(f"{where}: synthesizer.use: missing, and no installed synthesizer declares itself offline to be the default")
+    default_fallback = config.synthesizer if config.synthesizer in offline else (offline[0] if offline else None)
+    config.fallback = section.get("fallback", default_fallback)
     if config.fallback in ("", "none"):
         config.fallback = None
     for key in ("use", "fallback"):
-        value = getattr(config, "synthesizer" if key == "use" else "fallback")
-        if value is None:
+        value = config.synthesizer if key == "use" else config.fallback
+        if value is None or value == "":
             continue
         if not isinstance(value, str):
             problems.append(f"{where}: synthesizer.{key}: got {_describe(value)}; expected a plugin name (string)")

@@ -284,11 +284,6 @@ class Pipeline:
         context, context_error = self.fetch_context(symbol) if self.config.context_feeds else (None, None)
         return Fetched(candles.tail(engine.lookback), context, context_error, (time.perf_counter() - started) * 1000)
 
-    def process_symbol(self, symbol: str) -> Signal | None:
-        """One symbol through feeds, theories, formatters and synthesizer; None when it must be skipped."""
-        fetched = self.fetch(symbol)
-        return None if fetched is None else self.evaluate(symbol, fetched)
-
     def evaluate(self, symbol: str, fetched: "Fetched") -> Signal | None:
         """Theories, formatters and synthesizer on fetched data; None when no synthesizer answered."""
         log = get_logger(symbol=symbol, run_id=self.run_id)

@@ -55,6 +55,7 @@ class ConsensusConfig(PluginConfig):
 class ConsensusSynthesizer(Synthesizer):
     name = "consensus"
     version = "1.2"
+    offline = True  # no network, no key: the default synthesizer and the fallback of any other
     Config = ConsensusConfig
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:

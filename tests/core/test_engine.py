@@ -17,6 +17,11 @@ from v7.core.registry import PluginSource, load_registry
 from helpers import BTC_CSV
 
 
+def one_signal(pipeline, symbol):
+    """One symbol through feeds, theories, formatters and synthesizer, as one iteration of `v7 run` does."""
+    return pipeline.evaluate(symbol, pipeline.fetch(symbol))
+
+
 class FailingSynthesizer(Synthesizer):
     name = "failing"
 
@@ -76,7 +81,7 @@ def pipeline_for(registry, tmp_path, theories, **sections):
 )
 def test_a_misbehaving_theory_becomes_an_error_result(registry, tmp_path, candles, name, status, message):
     pipeline = pipeline_for(registry, tmp_path, ["constant", name])
-    signal = pipeline.process_symbol("BTC-USD")
+    signal = one_signal(pipeline, "BTC-USD")
     assert signal is not None  # produced from the others
     assert [r.theory for r in signal.theory_results] == ["constant", name]
     failed = signal.theory_results[1]
@@ -109,13 +114,13 @@ def test_config_order_is_the_order_everywhere(registry, tmp_path):
 
 
 def test_a_theory_not_listed_does_not_run(registry, tmp_path):
-    signal = pipeline_for(registry, tmp_path, ["monte_carlo"]).process_symbol("BTC-USD")
+    signal = one_signal(pipeline_for(registry, tmp_path, ["monte_carlo"]), "BTC-USD")
     assert [r.theory for r in signal.theory_results] == ["monte_carlo"]
 
 
 def test_fallback_synthesizer_records_why(registry, tmp_path):
     pipeline = pipeline_for(registry, tmp_path, ["constant"], synthesizer={"use": "failing", "fallback": "consensus"})
-    signal = pipeline.process_symbol("BTC-USD")
+    signal = one_signal(pipeline, "BTC-USD")
     assert signal.synthesizer == "consensus"
     assert signal.fallback_reason == "ConnectionError: upstream is down"
 
@@ -219,7 +224,7 @@ def test_a_formatter_returning_nonsense_loses_only_its_part(registry, tmp_path):
 
     registry.add_plugin(Plugin(), PluginSource("none-fmt", "v7-test-none", "1.0"))
     pipeline = pipeline_for(registry, tmp_path, ["constant"], formatters={"enabled": ["markdown", "returns_none"]})
-    signal = pipeline.process_symbol("BTC-USD")
+    signal = one_signal(pipeline, "BTC-USD")
     assert signal is not None and "### constant" in signal.prompt
 
 

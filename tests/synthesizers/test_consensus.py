@@ -17,6 +17,11 @@ from v7.core.registry import PluginSource, load_registry
 from v7.plugins.synthesizers.consensus import ConsensusConfig, ConsensusSynthesizer
 
 
+def one_signal(pipeline, symbol):
+    """One symbol through feeds, theories, formatters and synthesizer, as one iteration of `v7 run` does."""
+    return pipeline.evaluate(symbol, pipeline.fetch(symbol))
+
+
 def result(theory: str, bias: float | None = None, confidence: float = 1.0, label: str = "x", status: str = "ok",
            **metrics: float) -> TheoryResult:
     return TheoryResult(theory=theory, version="1", status=status, bias=bias, confidence=confidence, label=label,
@@ -133,7 +138,7 @@ def test_a_third_party_theory_takes_part_through_the_engine(tmp_path):
             "synthesizer": {"use": "consensus", "consensus": consensus},
             "sinks": {"enabled": []},
         }
-        return Pipeline.build(validate_config(raw, registry), registry).process_symbol("BTC-USD")
+        return one_signal(Pipeline.build(validate_config(raw, registry), registry), "BTC-USD")
 
     kalman_only = signal(0.0, weights={"constant": 0.0})
     assert kalman_only.direction == "HOLD"  # the first replay bar of BTC: Kalman is flat
