@@ -258,7 +258,7 @@ def test_full_disk_spools_then_recovers(tmp_path, monkeypatch):
     """A full disk is simulated with PRAGMA max_page_count: SQLite then fails exactly as on ENOSPC (SQLITE_FULL)."""
     path = tmp_path / "v7.db"
     full = {"on": False}
-    real_connect = sqlite_sink.connect
+    real_connect = sqlite_sink.schema.connect
 
     def connect(db_path, busy_timeout_ms=5000):
         connection = real_connect(db_path, busy_timeout_ms)
@@ -267,7 +267,7 @@ def test_full_disk_spools_then_recovers(tmp_path, monkeypatch):
             connection.execute(f"PRAGMA max_page_count = {pages}")
         return connection
 
-    monkeypatch.setattr(sqlite_sink, "connect", connect)
+    monkeypatch.setattr(sqlite_sink.schema, "connect", connect)
     sink = open_sink(path)
     assert sink.write(make_signal(0))
     full["on"] = True
