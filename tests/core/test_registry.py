@@ -9,8 +9,10 @@ from helpers import make_distribution, run_v7
 from v7 import Theory, TheoryFinding, hookimpl
 from v7.core.registry import PluginSource, Registry, load_registry
 
+# Every built-in plugin; `test_every_entry_point_is_a_known_builtin` keeps this and pyproject.toml in step.
 BUILTINS = {
-    ("feed", "replay"), ("formatter", "markdown"), ("synthesizer", "consensus"), ("sink", "sqlite"),
+    ("feed", "replay"), ("feed", "coinbase"), ("feed", "coingecko"), ("formatter", "markdown"),
+    ("synthesizer", "consensus"), ("synthesizer", "deepseek"), ("sink", "sqlite"), ("sink", "jsonl"),
     ("theory", "hurst_exponent"), ("theory", "shannon_entropy"), ("theory", "markov_regime"),
     ("theory", "kalman_filter"), ("theory", "monte_carlo"),
 }
@@ -24,6 +26,30 @@ def test_builtins_come_through_the_v7_entry_point_group():
     for component in registry.all():
         if (component.kind, component.name) in BUILTINS:
             assert component.source.distribution == "v7"
+
+
+def test_every_entry_point_is_a_known_builtin():
+    """pyproject.toml's `v7` entry points are exactly the built-ins above, each registering its namesake."""
+    import tomllib
+
+    from helpers import REPO
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["v7"]
+    assert set(declared) == {name for _, name in BUILTINS}
+    registry = load_registry()
+    for kind, name in BUILTINS:
+        component = registry.get(kind, name)
+        assert component is not None, f"{kind} {name!r} is not registered"
+        assert component.source.plugin == name
+        assert declared[name] == component.cls.__module__ or component.cls.__module__.startswith(declared[name] + ".")
+
+
+def test_transport_fields_name_real_settings():
+    """A misspelt transport field would silently put a setting back into the config hash."""
+    registry = load_registry()
+    for component in registry.all():
+        unknown = component.cls.Config.transport_fields - set(component.cls.Config.model_fields)
+        assert not unknown, f"{component.kind} {component.name}: transport_fields not in its Config: {unknown}"
 
 
 class _Dup(Theory):

@@ -8,16 +8,13 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
-from importlib import resources
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from v7 import CandleSeries, InsufficientData, TheoryFinding
-from v7.core.candles import read_candles_csv
-from v7.core.engine import run_theory
-from v7.core.registry import PluginSource, Registry
+from v7.testing import bundled_candles, registry_with, run_theory
 from v7_example_theory import rsi as rsi_plugin
 from v7_example_theory.rsi import RelativeStrengthIndex, RsiConfig, wilder_rsi
 
@@ -51,8 +48,7 @@ def reference_rsi(closes: list[float], period: int) -> float:
 
 
 def bundled_btc() -> CandleSeries:
-    path = resources.files("v7.data") / "candles" / "BTC-USD.csv"
-    return read_candles_csv(str(path), "BTC-USD", "1h")
+    return bundled_candles("BTC-USD")
 
 
 # -- known answers -------------------------------------------------------------------------
@@ -126,7 +122,7 @@ def test_labels_follow_the_configured_thresholds():
 
 
 def test_too_few_closes_is_insufficient_data():
-    with pytest.raises(InsufficientData, match="needs 15 closes"):
+    with pytest.raises(InsufficientData, match="needs 15"):
         theory().analyze(series([100.0 + i for i in range(14)]))
 
 
@@ -159,9 +155,7 @@ def test_config_defaults_and_validation():
 
 
 def test_runs_through_the_engine_on_real_candles():
-    registry = Registry()
-    registry.add_plugin(rsi_plugin, PluginSource("rsi", "v7-example-theory", "0.1.0"))
-    assert not registry.errors
+    registry = registry_with(rsi_plugin)
     component = registry.get("theory", "rsi")
     assert component is not None and component.cls is RelativeStrengthIndex
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from v7 import CandleSeries, InsufficientData, Theory, TheoryConfig, TheoryFinding, TheoryResult, hookimpl
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, window_closes
 
 from . import __version__
 
@@ -28,8 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
 
 
-class RsiConfig(TheoryConfig):
-    """The `[theories.rsi]` table; unknown keys are rejected at startup (inherited `extra="forbid"`)."""
+class RsiConfig(SeriesConfig):
+    """The `[theories.rsi]` table; unknown keys are rejected at startup (inherited `extra="forbid"`).
+
+    `SeriesConfig` brings the abstention settings every built-in theory shares (`stale_bars`,
+    `max_unchanged_fraction`), so RSI abstains on the same bad data as they do.
+    """
 
     period: int = Field(default=14, ge=2, le=1000, description="Moves averaged by Wilder's smoothing")
     overbought: float = Field(default=70.0, gt=50, le=100, description="RSI at or above this is overbought (bearish)")
@@ -72,12 +76,9 @@ class RelativeStrengthIndex(Theory):
         return self.config.min_candles or self.config.period + 1
 
     def analyze(self, candles: CandleSeries) -> TheoryFinding:
-        import numpy as np
-
         cfg: RsiConfig = self.config
-        closes = np.asarray(candles.close, dtype=np.float64)
-        if not np.isfinite(closes).all():
-            raise InsufficientData("closes contain non-finite values")
+        # V7's shared abstention checks: too few, non-finite, non-positive, flat, stale or illiquid closes.
+        closes = window_closes(candles, len(candles), cfg.period + 1, cfg)
         rsi, avg_gain, avg_loss = wilder_rsi(closes, cfg.period)
 
         if rsi >= cfg.overbought:
