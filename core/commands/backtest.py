@@ -1,4 +1,5 @@
-"""`v7 backtest`: replay history through the configured pipeline, bar by bar, and score the signals.
+"""`v7 backtest`: replay history through the configured pipeline, bar by bar, and score the signals;
+`v7 backtest compare A B`: two stored runs side by side.
 
 Only click is imported here; the backtest machinery (numpy, the plugins) loads inside the command.
 """
@@ -7,27 +8,33 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
+
+from .common import CONFIG_HELP, fail, load, parse_symbols, plain_table
+
+SINK_HELP = "Sink that keeps the results (default: the first enabled sink that can read back)."
+DB_HELP = "Store of that sink to use instead of the configured one (a path; its meaning is the sink's, e.g. a database file)."
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
+    from ..timefmt import parse_utc
+
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"got {value!r}; expected an ISO date or time such as 2019-01-01 or 2019-01-01T12:00Z", param_hint=option) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return parse_utc(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-@click.command()
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help="Path of the TOML config file.")
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--symbols", default=None, help="Comma-separated symbols overriding the config, e.g. BTC-USD,ETH-USD.")
 @click.option("--start", default=None, help="First signal bar, ISO UTC (default: [backtest] start, else the first bar with a full lookback).")
-@click.option("--end", default=None, help="Last bar, ISO UTC (default: the end of the history).")
+@click.option("--end", default=None, help="Last bar, ISO UTC (default: [backtest] end, else the end of the history).")
 @click.option("--bars", type=click.IntRange(min=1), default=None, help="Only the last N bars of the range.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead over which a signal is scored ([backtest] horizon).")
 @click.option("--step", type=click.IntRange(min=1), default=None, help="A signal every N bars ([backtest] step).")
@@ -37,30 +44,29 @@ def _moment(value: str | None, option: str) -> datetime | None:
 @click.option("--yes", is_flag=True, help="Go ahead even when the LLM call estimate is above llm_call_cap.")
 @click.option("--llm-call-cap", type=click.IntRange(min=0), default=None, help="Override [backtest] llm_call_cap.")
 @click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False), help="Write summary.json, signals CSV and charts (PNG) here.")
-@click.option("--no-store", is_flag=True, help="Do not store the result in the backtests table.")
-@click.option("--compare", nargs=2, default=None, metavar="A B", help="Show two stored backtests side by side (ids or config hashes).")
-@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="Database for results (default: [sinks.sqlite] path).")
+@click.option("--no-store", is_flag=True, help="Do not store the result.")
+@click.option("--sink", "sink_name", default=None, help=SINK_HELP)
+@click.option("--db", "db_location", default=None, help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
-@click.pass_obj
+@click.pass_context
 def backtest(
-    ctx: Any, config_path: str | None, symbols: str | None, start: str | None, end: str | None, bars: int | None,
+    click_ctx: click.Context, config_path: str | None, symbols: str | None, start: str | None, end: str | None, bars: int | None,
     horizon: int | None, step: int | None, folds: int | None, workers: int | None, check_lookahead: bool, yes: bool,
-    llm_call_cap: int | None, report_dir: str | None, no_store: bool, compare: tuple[str, str] | None, db_path: str | None,
+    llm_call_cap: int | None, report_dir: str | None, no_store: bool, sink_name: str | None, db_location: str | None,
     as_json: bool,
 ) -> None:
     """Replay history through the same pipeline as `v7 run` (no lookahead) and score the signals.
 
     Hit rates per direction with 95% Wilson intervals, a follow-the-signal strategy against
     buy-and-hold (fees and slippage included), and how each theory's bias correlated with the
-    forward return. Each run is stored with its config hash; `--compare A B` shows two side by side.
+    forward return. Each run is stored with its config hash; `v7 backtest compare A B` shows two
+    side by side.
     """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.obj
     from pathlib import Path
 
-    from .common import fail, load, parse_symbols
-
-    if compare:
-        _compare(ctx, config_path, db_path, compare, as_json)
-        return
     if config_path is None:
         fail("give --config (the pipeline to backtest)")
     registry, config = load(ctx, config_path)
@@ -72,7 +78,10 @@ def backtest(
 
     from pydantic import ValidationError
 
-    from ..backtest import BacktestError, LlmCapExceeded, check_lookahead as run_check, database_path, resolve_settings, run_backtest, store_result, write_report
+    from ..backtest import (
+        BacktestError, LlmCapExceeded, check_lookahead as run_check, open_results, resolve_settings, result_sink, run_backtest,
+        store_result, write_report,
+    )
     from ..engine import limit_threads
 
     chosen = parse_symbols(symbols)
@@ -85,6 +94,11 @@ def backtest(
         fail(exc.format_message())
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    if not no_store and (sink_name or db_location):
+        try:  # a wrong --sink is a mistake to report before the work, not after
+            result_sink(config, registry, sink_name)
+        except BacktestError as exc:
+            fail(str(exc))
     limit_threads(config.engine.max_threads)
 
     show_progress = not as_json and sys.stderr.isatty()
@@ -136,13 +150,14 @@ def backtest(
         click.echo(f"Checking for lookahead: recomputing {settings.lookahead_sample} signal(s) in a fresh process…", err=True)
         run.result.lookahead = run_check(run)
     if not no_store:
-        path = Path(db_path) if db_path else database_path(config, registry)
         try:
-            store_result(path, run.result)
+            with open_results(config, registry, sink_name, db_location) as reader:
+                store_result(reader, run.result)
+                where = reader.location or db_location or "the result sink"
         except Exception as exc:  # the result is still printed; only storing failed
-            click.echo(f"Warning: could not store the backtest in {path}: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"Warning: could not store the backtest: {type(exc).__name__}: {exc}", err=True)
         else:
-            click.echo(f"Stored as backtest {run.result.id} in {path}.", err=True)
+            click.echo(f"Stored as backtest {run.result.id} in {where}.", err=True)
     if report_dir:
         written = write_report(Path(report_dir), run)
         click.echo(f"Report: {', '.join(str(p) for p in written)}", err=True)
@@ -155,28 +170,45 @@ def backtest(
         sys.exit(1)
 
 
-def _compare(ctx: Any, config_path: str | None, db_path: str | None, keys: tuple[str, str], as_json: bool) -> None:
-    from pathlib import Path
+@backtest.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help=f"{CONFIG_HELP} Its sinks name where results are kept.")
+@click.option("--sink", "sink_name", default=None, help=SINK_HELP)
+@click.option("--db", "db_location", default=None, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print both results, and how they differ, as JSON.")
+@click.pass_obj
+def compare(ctx: Any, first: str, second: str, config_path: str | None, sink_name: str | None, db_location: str | None, as_json: bool) -> None:
+    """Two stored backtests side by side: A and B are ids or config hashes (a unique prefix will do).
 
-    from ..backtest import BacktestError, comparison_rows, database_path, load_result
-    from .common import fail, load, plain_table
+    After the table: every setting in which they differ, and a warning when they cover different
+    date ranges.
+    """
+    from ..backtest import BacktestError, comparison_rows, differing_settings, load_result, open_results, range_warning
 
-    if db_path:
-        ctx.setup_logging()
-        path = Path(db_path)
-    elif config_path:
-        registry, config = load(ctx, config_path)
-        path = database_path(config, registry)
-    else:
-        fail("give --config (its [sinks.sqlite] path names the database) or --db")
+    registry, config = load(ctx, config_path)  # without --config: the defaults (their sinks)
     try:
-        a, b = (load_result(path, key) for key in keys)
+        with open_results(config, registry, sink_name, db_location) as reader:
+            a, b = (load_result(reader, key) for key in (first, second))
     except BacktestError as exc:
         fail(str(exc))
+    differ = differing_settings(a, b)
+    warning = range_warning(a, b)
     if as_json:
-        click.echo(json.dumps({"a": a.model_dump(mode="json"), "b": b.model_dump(mode="json")}, indent=2))
+        click.echo(json.dumps({
+            "a": a.model_dump(mode="json"), "b": b.model_dump(mode="json"),
+            "differences": [{"setting": name, "a": x, "b": y} for name, x, y in differ], "warning": warning,
+        }, indent=2))
         return
-    click.echo(plain_table([("", f"A ({keys[0]})", f"B ({keys[1]})"), *comparison_rows(a, b)]))
+    click.echo(plain_table([("", f"A ({first})", f"B ({second})"), *comparison_rows(a, b)]))
+    click.echo("")
+    if differ:
+        click.echo("Settings that differ:")
+        click.echo(plain_table([("setting", "A", "B"), *differ]))
+    else:
+        click.echo("Settings that differ: none (same config hash, granularity, lookback, synthesizer, theories and [backtest] settings).")
+    if warning:
+        click.echo(f"Warning: {warning}")
 
 
 def _pct(value: float | None) -> str:

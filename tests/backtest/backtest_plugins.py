@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from v7 import PluginConfig, Synthesis, SynthesisRequest, Synthesizer, Theory, TheoryFinding, TokenUsage, hookimpl
+import math
+
+from v7 import CostEstimate, Feed, PluginConfig, Synthesis, SynthesisRequest, Synthesizer, Theory, TheoryFinding, TokenUsage, hookimpl
 from v7.plugins.feeds.replay import ReplayFeed
 
 from plugin_samples import ConstantTheory
@@ -16,6 +18,7 @@ from plugin_samples import ConstantTheory
 # Filled by FutureReplayFeed when it loads a history: what a careless plugin might keep around.
 FUTURE: dict[str, object] = {}
 LLM_CALLS: list[str] = []
+ESTIMATED: list[tuple[str, int]] = []  # (prompt, calls) of every estimate_cost call
 
 
 class PeekingTheory(Theory):
@@ -44,10 +47,19 @@ class FutureReplayFeed(ReplayFeed):
 
     name = "future_replay"
 
-    def fetch_candles(self, symbol, granularity, lookback):
-        series = super().fetch_candles(symbol, granularity, lookback)
-        FUTURE[symbol] = self._history[symbol]
+    def fetch_history(self, symbol, granularity, start, end):
+        series = super().fetch_history(symbol, granularity, start, end)
+        FUTURE[symbol] = series
         return series
+
+
+class CandlesOnlyFeed(Feed):
+    """Live candles only: no `fetch_history`, so it cannot be backtested."""
+
+    name = "candles_only"
+
+    def fetch_candles(self, symbol, granularity, lookback):  # pragma: no cover - never reached by a backtest
+        raise AssertionError("a backtest must not fall back to fetch_candles")
 
 
 class ForesightSynthesizer(Synthesizer):
@@ -76,10 +88,13 @@ class FakeLLMConfig(PluginConfig):
     max_tokens: int = Field(default=300, ge=16)
 
 
-class FakeLLMSynthesizer(Synthesizer):
-    """Needs a prompt like an LLM; answers BUY and records every call (so a test sees none were made)."""
+class PricelessLLMSynthesizer(Synthesizer):
+    """Needs a prompt like an LLM; answers BUY and records every call (so a test sees none were made).
 
-    name = "fake_llm"
+    Cannot estimate its cost (no `estimate_cost`): the backtest still counts and caps its calls.
+    """
+
+    name = "priceless_llm"
     version = "1.0"
     needs_prompt = True
     Config = FakeLLMConfig
@@ -88,6 +103,24 @@ class FakeLLMSynthesizer(Synthesizer):
         LLM_CALLS.append(request.prompt)
         usage = TokenUsage(prompt_tokens=500, completion_tokens=50, cache_miss_tokens=500, cost=0.0002)
         return Synthesis(direction="BUY", confidence=0.6, reasoning="fake", usage=usage)
+
+
+class FakeLLMSynthesizer(PricelessLLMSynthesizer):
+    """The same, estimating its cost like DeepSeek: 0.3 tokens per prompt character, ~100 completion tokens."""
+
+    name = "fake_llm"
+
+    def estimate_cost(self, prompt: str, calls: int) -> CostEstimate:
+        ESTIMATED.append((prompt, calls))
+        cfg = self.config
+        tokens = max(1, math.ceil(len(prompt) * 0.3))
+        completion = min(100, cfg.max_tokens)
+        return CostEstimate(
+            calls=calls, prompt_tokens_per_call=tokens, completion_tokens_per_call=completion, max_completion_tokens=cfg.max_tokens,
+            price_input_per_million=cfg.price_input_cache_miss, price_output_per_million=cfg.price_output,
+            estimated_cost=calls * (tokens * cfg.price_input_cache_miss + completion * cfg.price_output) / 1e6,
+            max_cost=calls * (tokens * cfg.price_input_cache_miss + cfg.max_tokens * cfg.price_output) / 1e6,
+        )
 
 
 class LeakyPlugins:
@@ -99,11 +132,13 @@ class LeakyPlugins:
     @hookimpl
     def register_feeds(self, register):
         register(FutureReplayFeed)
+        register(CandlesOnlyFeed)
 
     @hookimpl
     def register_synthesizers(self, register):
         register(ForesightSynthesizer)
         register(FakeLLMSynthesizer)
+        register(PricelessLLMSynthesizer)
 
 
 def make_registry():

@@ -14,8 +14,8 @@ from backtest_plugins import make_registry
 from helpers import BTC_CSV
 from v7 import CandleSeries
 from v7.core.backtest import (
-    BacktestError, LlmCapExceeded, check_lookahead, comparison_rows, load_history, load_result, own_copy, resolve_settings,
-    run_backtest, signals_for, store_result, write_report,
+    BacktestError, LlmCapExceeded, check_lookahead, comparison_rows, differing_settings, load_history, load_result, open_results,
+    own_copy, range_warning, resolve_settings, run_backtest, signals_for, store_result, write_report,
 )
 from v7.core.candles import read_candles_csv
 from v7.core.config import validate_config
@@ -144,6 +144,7 @@ def test_lookahead_check_catches_a_synthesizer_reading_a_global_future_array(reg
 
 def test_llm_backtest_estimates_cost_and_refuses_above_the_cap_before_any_call(registry, btc):
     backtest_plugins.LLM_CALLS.clear()
+    backtest_plugins.ESTIMATED.clear()
     config = make_config(
         registry, theories=["constant"], synthesizer={"use": "fake_llm", "fallback": "consensus"},
         backtest={"step": 1, "llm_call_cap": 25},
@@ -164,6 +165,8 @@ def test_llm_backtest_estimates_cost_and_refuses_above_the_cap_before_any_call(r
     prompt = pipeline.build_prompt(PromptRequest(
         symbol="BTC-USD", granularity="1h", bar_time=window.last_time, price=window.last_price, results=pipeline.analyze(window),
     ))
+    # The synthesizer's own estimate_cost was asked, with the first bar's prompt and every call.
+    assert backtest_plugins.ESTIMATED == [(prompt, 30)]
     assert estimate.prompt_tokens_per_call == math.ceil(len(prompt) * 0.3)
     assert estimate.completion_tokens_per_call == 100
     assert estimate.estimated_cost == pytest.approx(30 * (estimate.prompt_tokens_per_call * 0.27 + 100 * 1.10) / 1e6, rel=1e-5)
@@ -179,6 +182,18 @@ def test_llm_backtest_estimates_cost_and_refuses_above_the_cap_before_any_call(r
     backtest_plugins.LLM_CALLS.clear()
     run_backtest(config, registry, histories={"BTC-USD": btc}, bars=20)
     assert len(backtest_plugins.LLM_CALLS) == 20
+
+
+def test_an_llm_that_cannot_estimate_its_cost_is_still_capped(registry, btc):
+    backtest_plugins.LLM_CALLS.clear()
+    config = make_config(registry, theories=["constant"], synthesizer={"use": "priceless_llm"}, backtest={"step": 1, "llm_call_cap": 5})
+    with pytest.raises(LlmCapExceeded) as caught:
+        run_backtest(config, registry, histories={"BTC-USD": btc}, bars=12)
+    assert backtest_plugins.LLM_CALLS == []
+    estimate = caught.value.estimate
+    assert (estimate.synthesizer, estimate.calls, estimate.cap) == ("priceless_llm", 12, 5)
+    assert estimate.estimated_cost is None and estimate.prompt_tokens_per_call is None
+    assert "cost unknown" in str(caught.value) and "does not estimate its cost" in estimate.describe()
 
 
 def test_deepseek_pointed_at_nothing_is_refused_before_any_request(registry, btc, tmp_path):
@@ -218,20 +233,33 @@ def test_history_from_coinbase_is_paged_through_the_feed(registry):
     assert requests == math.ceil(len(history) / 300)
 
 
+def test_a_feed_without_history_is_a_clear_error(registry):
+    config = make_config(registry, theories=["constant"], feeds={"enabled": ["candles_only"]})
+    with pytest.raises(BacktestError, match="feed 'candles_only' cannot provide history"):
+        run_backtest(config, registry)
+
+
 def test_results_are_stored_loaded_and_compared(registry, btc, tmp_path):
     db = tmp_path / "v7.db"
-    a = run_backtest(make_config(registry, backtest={"step": 40}), registry, histories={"BTC-USD": btc}).result
+    config = make_config(registry, backtest={"step": 40}, sinks={"enabled": ["sqlite"], "sqlite": {"path": str(db)}})
+    a = run_backtest(config, registry, histories={"BTC-USD": btc}).result
     b_config = make_config(registry, backtest={"step": 40}, synthesizer={"consensus": {"buy_threshold": 0.02, "sell_threshold": 0.02}})
     b = run_backtest(b_config, registry, histories={"BTC-USD": btc}).result
     assert a.config_hash != b.config_hash
-    assert (store_result(db, a), store_result(db, b)) == (1, 2)
-    assert load_result(db, "1") == a
-    assert load_result(db, b.config_hash[:8]).id == 2
-    with pytest.raises(BacktestError, match="no backtest with id or config hash 'ffff'"):
-        load_result(db, "ffff")
+    # Through the sink's reader: the configured store, and the same store opened by location (--db).
+    with open_results(config, registry) as reader:
+        assert (store_result(reader, a), store_result(reader, b)) == (1, 2)
+    with open_results(config, registry, location=str(db)) as reader:
+        assert load_result(reader, "1") == a
+        assert load_result(reader, b.config_hash[:8]).id == 2
+        with pytest.raises(BacktestError, match="no backtest with id or config hash 'ffff'"):
+            load_result(reader, "ffff")
     rows = {label: (x, y) for label, x, y in comparison_rows(a, b)}
     assert rows["config hash"] == (a.config_hash, b.config_hash)
     assert rows["BTC-USD signals"] == (str(a.bars), str(b.bars))
+    # Same history and settings: only the config hash differs (the thresholds are inside it), same dates.
+    assert differing_settings(a, b) == [("config hash", a.config_hash, b.config_hash)]
+    assert differing_settings(a, a) == [] and range_warning(a, b) is None
     import sqlite3
 
     connection = sqlite3.connect(db)
@@ -239,10 +267,25 @@ def test_results_are_stored_loaded_and_compared(registry, btc, tmp_path):
     assert stored[0][0] == a.config_hash and json.loads(stored[0][1]) == ["BTC-USD"] and stored[0][2] == a.bars
     assert json.loads(stored[0][3])["horizon"] == 12
     assert json.loads(stored[1][4])["symbols"][0]["scores"]["signals"] == b.bars
-    # A database a backtest created is a V7 database: the sqlite sink, `v7 stats` and `v7 export` accept it.
-    from v7.plugins.sinks.sqlite import open_reader
+    # A database a backtest created is a V7 database: the sqlite sink reads its signals (none yet).
+    with registry.get("sink", "sqlite").cls.reader_at(str(db)) as reader:
+        assert list(reader.signals()) == []
 
-    open_reader(db).close()
+
+def test_compare_names_the_differing_settings_and_warns_of_different_ranges(registry, btc):
+    a = run_backtest(make_config(registry, backtest={"step": 40}), registry, histories={"BTC-USD": btc}).result
+    later = make_config(registry, theories=["hurst_exponent", "kalman_filter"], backtest={"step": 20, "horizon": 6})
+    b = run_backtest(later, registry, histories={"BTC-USD": btc}, bars=60).result
+    differ = {name: (x, y) for name, x, y in differing_settings(a, b)}
+    assert differ["theories"] == (", ".join(a.theories), "hurst_exponent, kalman_filter")
+    assert differ["settings.step"] == ("40", "20") and differ["settings.horizon"] == ("12", "6")
+    assert "config hash" in differ and "synthesizer" not in differ and "lookback" not in differ and "granularity" not in differ
+    warning = range_warning(a, b)
+    assert warning is not None and "different date ranges" in warning
+    sa, sb = a.symbols[0].scores, b.symbols[0].scores
+    assert sa.start != sb.start
+    assert f"BTC-USD A {sa.start:%Y-%m-%dT%H:%M:%SZ} → {sa.end:%Y-%m-%dT%H:%M:%SZ}" in warning
+    assert f"B {sb.start:%Y-%m-%dT%H:%M:%SZ}" in warning
 
 
 def test_backtest_settings_do_not_change_the_config_hash(registry):

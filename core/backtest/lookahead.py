@@ -1,0 +1,121 @@
+"""The lookahead check: recompute a sample of signals in a fresh process, from the candles up to their bar only."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..models import CandleSeries
+from ..registry import load_registry
+from .compute import BacktestRun, synthesize_bar, window_at
+from .models import BarSignal, LookaheadDifference, LookaheadReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry import Registry
+
+
+def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_factory: Callable[[], "Registry"], samples: list[tuple[str, int, dict[str, Any]]]) -> list[BarSignal] | str:
+    """In a fresh process: a fresh pipeline per sample, given copies of the candles up to the sample's bar only."""
+    from ..config import ConfigError, validate_config
+    from ..engine import Pipeline, limit_threads
+
+    limit_threads(1)
+    registry = registry_factory()
+    try:
+        config = validate_config(raw_config, registry, where="<backtest config>")
+    except ConfigError as exc:
+        return f"the config could not be rebuilt in a fresh process: {exc}"
+    if config.config_hash() != expected_hash:
+        return f"the config rebuilt in a fresh process has hash {config.config_hash()}, not {expected_hash}"
+    out = []
+    for symbol, index, arrays in samples:
+        copied = CandleSeries(symbol=symbol, granularity=config.engine.granularity, **arrays)
+        window = window_at(copied, len(copied) - 1, config.engine.lookback)
+        pipeline = Pipeline.build(config, registry, kinds=("theory", "formatter", "synthesizer"))
+        try:
+            out.append(synthesize_bar(pipeline, window, pipeline.analyze(window), index))
+        finally:
+            pipeline.close()
+    return out
+
+
+def lookahead_sample(signals: dict[str, list[BarSignal]], size: int) -> list[tuple[str, BarSignal]]:
+    """An evenly spread, deterministic sample over every symbol's signals, latest bars first."""
+    chosen: list[tuple[str, BarSignal]] = []
+    per_symbol = max(1, math.ceil(size / max(1, len(signals))))
+    for symbol, items in signals.items():
+        if not items:
+            continue
+        k = min(per_symbol, len(items))
+        picks = sorted({round(i * (len(items) - 1) / max(1, k - 1)) for i in range(k)}) if k > 1 else [len(items) - 1]
+        chosen.extend((symbol, items[p]) for p in picks)
+    chosen.sort(key=lambda item: -item[1].timestamp)
+    return chosen[:max(size, len(signals))]
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def compare_signals(symbol: str, original: BarSignal, again: BarSignal) -> list[LookaheadDifference]:
+    """Every field in which two signals for the same bar differ (floats to 1e-9, metrics to 10 digits)."""
+    diffs = []
+
+    def add(name: str, a: Any, b: Any) -> None:
+        diffs.append(LookaheadDifference(symbol=symbol, bar_time=original.bar_time, field=name, backtest=str(a), recomputed=str(b)))
+
+    if original.direction != again.direction:
+        add("direction", original.direction, again.direction)
+    if not _close(original.confidence, again.confidence):
+        add("confidence", original.confidence, again.confidence)
+    if original.synthesizer != again.synthesizer:
+        add("synthesizer", original.synthesizer, again.synthesizer)
+    for a, b in zip(original.theories, again.theories):
+        for name in ("status", "label", "metrics_digest"):
+            if getattr(a, name) != getattr(b, name):
+                add(f"{a.theory}.{name.replace('_digest', '')}", getattr(a, name), getattr(b, name))
+        for name in ("bias", "confidence"):
+            if not _close(getattr(a, name), getattr(b, name)):
+                add(f"{a.theory}.{name}", getattr(a, name), getattr(b, name))
+    if len(original.theories) != len(again.theories):
+        add("theories", len(original.theories), len(again.theories))
+    return diffs
+
+
+def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factory: Callable[[], "Registry"] = load_registry) -> LookaheadReport:
+    """Recompute a sample of the run's signals where the future cannot exist, and list every difference.
+
+    Each sampled bar t is recomputed in a freshly spawned process (no memory shared with this one:
+    no module globals, caches or arrays filled during the backtest) by a fresh pipeline given
+    contiguous copies of the `lookback` candles up to t and nothing else. Any difference is either
+    lookahead (something in the backtest saw bars after t) or a plugin whose output is not a pure
+    function of its candles (hidden state, unseeded randomness). Not caught: a plugin that re-reads
+    the data source itself (a file or a network API) behind the engine's back.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    config = run.config
+    lookback = config.engine.lookback
+    picks = lookahead_sample(run.signals, sample or run.settings.lookahead_sample)
+    payload = []
+    for symbol, signal in picks:
+        window = window_at(run.histories[symbol], signal.index, lookback)
+        arrays = {name: np.array(getattr(window, name), copy=True) for name in ("timestamp", "open", "high", "low", "close", "volume")}
+        payload.append((symbol, signal.index, arrays))
+    raw = config.effective()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            recomputed = pool.submit(_recompute_fresh, raw, config.config_hash(), registry_factory, payload).result()
+    except Exception as exc:
+        return LookaheadReport(checked=0, error=f"the fresh process failed: {type(exc).__name__}: {exc}")
+    if isinstance(recomputed, str):
+        return LookaheadReport(checked=0, error=recomputed)
+    differences = []
+    for (symbol, original), again in zip(picks, recomputed):
+        differences.extend(compare_signals(symbol, original, again))
+    return LookaheadReport(checked=len(picks), differences=differences)

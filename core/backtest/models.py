@@ -1,0 +1,268 @@
+"""What a backtest produces: the result models (stored, printed as JSON), the per-bar signal, the errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import CostEstimate, TheoryResult, TokenUsage
+
+SPREAD_METRICS = (
+    "strategy_return", "buy_and_hold_return", "excess_return", "strategy_sharpe", "max_drawdown",
+    "trades", "buy_hit_rate", "sell_hit_rate", "hold_share",
+)
+
+
+class BacktestError(Exception):
+    """A backtest that cannot start or finish; `str()` is the message shown to the user."""
+
+
+class LlmCapExceeded(BacktestError):
+    """The estimated LLM calls exceed `llm_call_cap` and nobody said --yes."""
+
+    def __init__(self, estimate: "LlmEstimate") -> None:
+        self.estimate = estimate
+        super().__init__(
+            f"this backtest would make up to {estimate.calls:,} LLM calls to {estimate.synthesizer!r} "
+            f"({estimate.describe_cost()}), above llm_call_cap = {estimate.cap:,}. Narrow it (--start/--end, --bars, "
+            f"a larger --step or fewer --symbols), raise the cap (--llm-call-cap or [backtest] llm_call_cap), "
+            f"or confirm with --yes."
+        )
+
+
+# -- result models ----------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class DirectionScore(_Model):
+    """How one direction's signals did: hit rate (BUY up / SELL down) over `horizon` bars, with a 95% Wilson interval."""
+
+    direction: str
+    count: int
+    share: float
+    scored: int = Field(description="signals whose forward return is known (the horizon ends inside the history)")
+    hits: int | None = None
+    hit_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    mean_forward_return: float | None = None
+
+
+class Performance(_Model):
+    """An equity curve's summary; returns are fractions (0.12 = +12%)."""
+
+    total_return: float
+    sharpe: float | None = Field(description="annualised: mean / std of per-bar returns × sqrt(bars per year)")
+    max_drawdown: float = Field(description="largest fall from a running peak, as a fraction of the peak")
+    trades: int = Field(description="bars at which the position changed")
+    turnover: float = Field(description="sum of |position change|; costs are charged on it")
+    exposure: float = Field(description="share of bars with a position")
+    bars: int
+
+
+class TheoryCorrelation(_Model):
+    """How a theory's `bias` lined up with the forward return (p-values assume independent pairs:
+    with step < horizon the forward returns overlap and the p-values are too small)."""
+
+    theory: str
+    n: int
+    answered: float = Field(description="share of signal bars where the theory answered ok with a bias")
+    spearman: float | None = None
+    spearman_p: float | None = None
+    pearson: float | None = None
+    pearson_p: float | None = None
+
+
+class Scores(_Model):
+    start: datetime
+    end: datetime
+    signals: int
+    failed: int = Field(default=0, description="bars where no synthesizer produced a signal (the position was kept)")
+    scored: int
+    hold_share: float
+    directions: dict[str, DirectionScore]
+    strategy: Performance
+    buy_and_hold: Performance
+    excess_return: float = Field(description="strategy total return minus buy-and-hold total return")
+    theories: list[TheoryCorrelation] = Field(default_factory=list)
+
+    def metric(self, name: str) -> float | None:
+        """The value of one of SPREAD_METRICS."""
+        values: dict[str, float | None] = {
+            "strategy_return": self.strategy.total_return,
+            "buy_and_hold_return": self.buy_and_hold.total_return,
+            "excess_return": self.excess_return,
+            "strategy_sharpe": self.strategy.sharpe,
+            "max_drawdown": self.strategy.max_drawdown,
+            "trades": float(self.strategy.trades),
+            "buy_hit_rate": self.directions["BUY"].hit_rate,
+            "sell_hit_rate": self.directions["SELL"].hit_rate,
+            "hold_share": self.hold_share,
+        }
+        return values[name]
+
+
+class Spread(_Model):
+    """A metric across folds (folds where it is undefined are left out; `n` says how many count)."""
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class LlmEstimate(_Model):
+    """The cost guard's estimate: the synthesizer's `CostEstimate` fields, with its name, the calls and the cap.
+
+    The token and price fields are None when the synthesizer cannot estimate its cost
+    (`supports("estimate_cost")` is False); `cost_note` then says why the cost is unknown.
+    """
+
+    synthesizer: str
+    calls: int = Field(description="upper bound: one call per signal bar and symbol (cached answers cost nothing)")
+    cap: int
+    prompt_tokens_per_call: int | None = None
+    completion_tokens_per_call: int | None = None
+    max_completion_tokens: int | None = None
+    price_input_per_million: float | None = None
+    price_output_per_million: float | None = None
+    estimated_cost: float | None = Field(default=None, description="USD, as the synthesizer estimates it")
+    max_cost: float | None = Field(default=None, description="USD, every answer as long as the synthesizer allows")
+    cost_note: str | None = Field(default=None, description="why the cost is unknown, when it is")
+
+    @classmethod
+    def of(cls, synthesizer: str, cap: int, cost: CostEstimate) -> "LlmEstimate":
+        return cls(synthesizer=synthesizer, cap=cap, **cost.model_dump())
+
+    def describe_cost(self) -> str:
+        if self.estimated_cost is None:
+            return f"cost unknown: {self.cost_note or 'the estimate has no prices'}"
+        if self.max_cost is None:
+            return f"about {self.estimated_cost:.4f} USD"
+        return f"about {self.estimated_cost:.4f} USD, at most {self.max_cost:.4f} USD"
+
+    def describe(self) -> str:
+        tokens = ""
+        if self.prompt_tokens_per_call is not None:
+            tokens = f", ~{self.prompt_tokens_per_call:,} prompt + ~{self.completion_tokens_per_call or 0:,} completion tokens each"
+        return (
+            f"LLM synthesizer {self.synthesizer!r}: up to {self.calls:,} calls{tokens}; {self.describe_cost()} "
+            f"(answers already in the response cache cost nothing); cap {self.cap:,}."
+        )
+
+
+class LlmUsage(_Model):
+    requests: int = 0
+    cached_answers: int = 0
+    fallbacks: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+class LookaheadDifference(_Model):
+    symbol: str
+    bar_time: datetime
+    field: str
+    backtest: str
+    recomputed: str
+
+
+class LookaheadReport(_Model):
+    """Signals recomputed in a fresh process from copies of the candles up to their bar only."""
+
+    checked: int
+    differences: list[LookaheadDifference] = Field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.differences
+
+
+class SymbolResult(_Model):
+    symbol: str
+    history_bars: int
+    first_history_bar: datetime
+    last_history_bar: datetime
+    scores: Scores
+    folds: list[Scores] = Field(default_factory=list)
+    fold_spread: dict[str, Spread] = Field(default_factory=dict)
+    theory_status: dict[str, dict[str, int]] = Field(default_factory=dict, description="per theory: count of each status")
+    synthesizers: dict[str, int] = Field(default_factory=dict, description="signals per synthesizer that produced them")
+
+
+class BacktestResult(_Model):
+    id: int | None = None
+    created_at: datetime
+    v7_version: str
+    config_hash: str
+    config_path: str | None = None
+    granularity: str
+    lookback: int
+    synthesizer: str
+    theories: list[str]
+    settings: dict[str, Any]
+    symbols: list[SymbolResult]
+    bars: int = Field(description="signals computed, all symbols")
+    elapsed_seconds: float
+    bars_per_second: float
+    workers: int
+    theory_ms: dict[str, float] = Field(default_factory=dict, description="mean time per bar of each theory, in ms")
+    llm_estimate: LlmEstimate | None = None
+    llm_usage: LlmUsage | None = None
+    lookahead: LookaheadReport | None = None
+
+
+# -- signals per bar ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TheoryOutcome:
+    """The parts of a TheoryResult a backtest keeps per bar (metrics only as a digest)."""
+
+    theory: str
+    status: str
+    bias: float | None
+    confidence: float
+    label: str
+    metrics_digest: str
+    elapsed_ms: float
+
+    @classmethod
+    def of(cls, result: TheoryResult) -> "TheoryOutcome":
+        return cls(result.theory, result.status, result.bias, result.confidence, result.label, metrics_digest(result.metrics), result.elapsed_ms)
+
+
+def metrics_digest(metrics: dict[str, float]) -> str:
+    """Metrics to 10 significant digits, hashed: equal digests mean the same numbers for any purpose."""
+    text = ";".join(f"{k}={v:.10g}" for k, v in sorted(metrics.items()))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class BarSignal:
+    """One backtest signal. `direction` is None when no synthesizer produced a signal."""
+
+    index: int
+    timestamp: int
+    price: float
+    direction: str | None
+    confidence: float
+    synthesizer: str
+    fallback_reason: str | None
+    theories: tuple[TheoryOutcome, ...]
+    attempts: int = 1
+    usage: TokenUsage | None = None
+
+    @property
+    def bar_time(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp, timezone.utc)

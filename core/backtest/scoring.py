@@ -1,0 +1,279 @@
+"""Scores of a backtest's signals, all pure functions of the signals and the closes.
+
+- per direction: count, hit rate with a 95% Wilson interval (BUY hits when the close `horizon`
+  bars later is higher, SELL when it is lower; a zero return is a miss), mean forward return;
+- a follow-the-signal strategy (long on BUY, flat or short on SELL, HOLD keeps or closes the
+  position) against buy-and-hold: total return, annualised Sharpe ratio, maximum drawdown, trades;
+- per theory: Spearman and Pearson correlation of its `bias` with the forward return, with n;
+- walk-forward: the signal bars split into consecutive folds, each scored on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..config import BacktestConfig
+from ..models import GRANULARITY_SECONDS, CandleSeries
+from .models import (
+    SPREAD_METRICS, BacktestError, BarSignal, DirectionScore, Performance, Scores, Spread, SymbolResult, TheoryCorrelation,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+WILSON_Z = 1.959963984540054  # two-sided 95%
+DAYS_PER_YEAR = 365  # crypto trades every day
+
+
+def wilson_interval(hits: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def forward_returns(close: "np.ndarray", indices: Sequence[int], horizon: int) -> "np.ndarray":
+    """close[t + horizon] / close[t] − 1 per index; NaN where t + horizon is past the history."""
+    import numpy as np
+
+    idx = np.asarray(indices, dtype=np.int64)
+    out = np.full(idx.shape[0], np.nan)
+    ok = idx + horizon < close.shape[0]
+    out[ok] = close[idx[ok] + horizon] / close[idx[ok]] - 1.0
+    return out
+
+
+def max_drawdown(equity: Sequence[float] | "np.ndarray") -> float:
+    """Largest fall from a running peak, as a fraction of that peak (0 for a curve that never falls)."""
+    import numpy as np
+
+    curve = np.asarray(equity, dtype=np.float64)
+    if curve.size == 0:
+        return 0.0
+    peaks = np.maximum.accumulate(curve)
+    return float(np.max(1.0 - curve / peaks))
+
+
+def sharpe_ratio(returns: Sequence[float] | "np.ndarray", periods_per_year: float) -> float | None:
+    """Annualised Sharpe ratio (zero risk-free rate): mean / sample std × sqrt(periods per year); None when undefined."""
+    import numpy as np
+
+    r = np.asarray(returns, dtype=np.float64)
+    if r.size < 2:
+        return None
+    std = float(r.std(ddof=1))
+    if not std > 1e-15:
+        return None
+    return float(r.mean() / std * math.sqrt(periods_per_year))
+
+
+def periods_per_year(granularity: str) -> float:
+    return DAYS_PER_YEAR * 86400 / GRANULARITY_SECONDS[granularity]
+
+
+def positions(signals: Sequence[BarSignal], first: int, last: int, short_on_sell: bool, hold_keeps_position: bool) -> "np.ndarray":
+    """The position held from bar i to bar i+1, for i in first..last-1 (1 long, 0 flat, −1 short).
+
+    A signal at bar t sets the position from t's close on; between signals it is kept.
+    """
+    import numpy as np
+
+    target = np.full(max(last - first, 0), np.nan)
+    for s in signals:
+        if not first <= s.index < last or s.direction is None:
+            continue
+        if s.direction == "BUY":
+            target[s.index - first] = 1.0
+        elif s.direction == "SELL":
+            target[s.index - first] = -1.0 if short_on_sell else 0.0
+        elif not hold_keeps_position:
+            target[s.index - first] = 0.0
+    held = np.zeros_like(target)
+    current = 0.0
+    for i, value in enumerate(target):
+        if not math.isnan(value):
+            current = value
+        held[i] = current
+    return held
+
+
+def strategy_returns(close: "np.ndarray", held: "np.ndarray", first: int, cost_rate: float) -> "np.ndarray":
+    """Per-bar net returns: (1 − cost × |Δposition|) × (1 + position × bar return) − 1."""
+    import numpy as np
+
+    bar = close[first + 1:first + 1 + held.shape[0]] / close[first:first + held.shape[0]] - 1.0
+    change = np.abs(np.diff(np.concatenate([[0.0], held])))
+    return (1.0 - cost_rate * change) * (1.0 + held * bar) - 1.0
+
+
+def performance(returns: "np.ndarray", held: "np.ndarray", per_year: float) -> Performance:
+    import numpy as np
+
+    equity = np.concatenate([[1.0], np.cumprod(1.0 + returns)])
+    change = np.abs(np.diff(np.concatenate([[0.0], held])))
+    return Performance(
+        total_return=float(equity[-1] - 1.0),
+        sharpe=sharpe_ratio(returns, per_year),
+        max_drawdown=max_drawdown(equity),
+        trades=int(np.count_nonzero(change)),
+        turnover=float(change.sum()),
+        exposure=float(np.count_nonzero(held) / held.shape[0]) if held.shape[0] else 0.0,
+        bars=int(returns.shape[0]),
+    )
+
+
+def correlations(signals: Sequence[BarSignal], forward: "np.ndarray", theories: Sequence[str]) -> list[TheoryCorrelation]:
+    """Spearman and Pearson correlation of each theory's bias with the forward return."""
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    out = []
+    for position, name in enumerate(theories):
+        biases, returns = [], []
+        answered = 0
+        for s, ret in zip(signals, forward):
+            outcome = s.theories[position] if position < len(s.theories) else None
+            if outcome is None or outcome.status != "ok" or outcome.bias is None:
+                continue
+            answered += 1
+            if math.isfinite(ret):
+                biases.append(outcome.bias)
+                returns.append(ret)
+        row = TheoryCorrelation(theory=name, n=len(biases), answered=answered / len(signals) if signals else 0.0)
+        x, y = np.asarray(biases), np.asarray(returns)
+        if len(biases) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rho, rho_p = stats.spearmanr(x, y)
+                r, r_p = stats.pearsonr(x, y)
+            row.spearman, row.spearman_p = _finite(rho), _finite(rho_p)
+            row.pearson, row.pearson_p = _finite(r), _finite(r_p)
+        out.append(row)
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def score(
+    history: CandleSeries, signals: Sequence[BarSignal], last: int, settings: BacktestConfig, theories: Sequence[str] = (),
+) -> Scores:
+    """Scores of `signals` (oldest first) with the strategy marked from the first signal bar to bar `last`."""
+    import numpy as np
+
+    if not signals:
+        raise BacktestError(f"{history.symbol}: no signals to score")
+    close = history.close
+    first = signals[0].index
+    valid = [s for s in signals if s.direction is not None]
+    forward = forward_returns(close, [s.index for s in signals], settings.horizon)
+    directions = {}
+    for direction in ("BUY", "SELL", "HOLD"):
+        chosen = [i for i, s in enumerate(signals) if s.direction == direction]
+        fwd = forward[chosen] if chosen else np.array([])
+        known = fwd[np.isfinite(fwd)]
+        item = DirectionScore(
+            direction=direction, count=len(chosen), share=len(chosen) / len(valid) if valid else 0.0, scored=int(known.size),
+            mean_forward_return=float(known.mean()) if known.size else None,
+        )
+        if direction != "HOLD" and known.size:
+            hits = int(np.count_nonzero(known > 0) if direction == "BUY" else np.count_nonzero(known < 0))
+            item.hits, item.hit_rate = hits, hits / known.size
+            item.ci_low, item.ci_high = wilson_interval(hits, int(known.size))
+        directions[direction] = item
+
+    per_year = periods_per_year(history.granularity)
+    cost_rate = (settings.fees_bps + settings.slippage_bps) / 10_000
+    held = positions(signals, first, last, settings.short_on_sell, settings.hold_keeps_position)
+    strategy = performance(strategy_returns(close, held, first, cost_rate), held, per_year)
+    always = np.ones_like(held)
+    buy_and_hold = performance(strategy_returns(close, always, first, 0.0), always, per_year)
+    return Scores(
+        start=signals[0].bar_time,
+        end=datetime.fromtimestamp(int(history.timestamp[last]), timezone.utc),
+        signals=len(signals),
+        failed=len(signals) - len(valid),
+        scored=int(np.count_nonzero(np.isfinite(forward))),
+        hold_share=directions["HOLD"].share,
+        directions=directions,
+        strategy=strategy,
+        buy_and_hold=buy_and_hold,
+        excess_return=strategy.total_return - buy_and_hold.total_return,
+        theories=correlations(signals, forward, theories),
+    )
+
+
+def fold_bounds(signals: Sequence[BarSignal], last: int, folds: int) -> list[tuple[int, int, int]]:
+    """Consecutive out-of-sample windows: (first signal, end signal, last bar) of each, nearly equal in signals."""
+    count = len(signals)
+    folds = max(1, min(folds, count))
+    edges = [round(k * count / folds) for k in range(folds + 1)]
+    out = []
+    for k in range(folds):
+        lo, hi = edges[k], edges[k + 1]
+        fold_last = signals[hi].index if hi < count else last
+        out.append((lo, hi, fold_last))
+    return out
+
+
+def spread(scores: Sequence[Scores]) -> dict[str, Spread]:
+    """Mean, sample std, min and max of each key metric across folds."""
+    import numpy as np
+
+    out = {}
+    for name in SPREAD_METRICS:
+        values = np.asarray([v for v in (s.metric(name) for s in scores) if v is not None], dtype=np.float64)
+        if values.size == 0:
+            out[name] = Spread(n=0)
+            continue
+        out[name] = Spread(
+            n=int(values.size), mean=float(values.mean()), std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            min=float(values.min()), max=float(values.max()),
+        )
+    return out
+
+
+def symbol_result(history: CandleSeries, signals: list[BarSignal], last: int, settings: BacktestConfig, theories: Sequence[str]) -> SymbolResult:
+    overall = score(history, signals, last, settings, theories)
+    folds: list[Scores] = []
+    fold_spread: dict[str, Spread] = {}
+    if settings.folds > 1:
+        for lo, hi, fold_last in fold_bounds(signals, last, settings.folds):
+            folds.append(score(history, signals[lo:hi], fold_last, settings, theories))
+        fold_spread = spread(folds)
+    status: dict[str, dict[str, int]] = {name: {} for name in theories}
+    synthesizers: dict[str, int] = {}
+    for s in signals:
+        for outcome in s.theories:
+            counts = status.setdefault(outcome.theory, {})
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        key = s.synthesizer or "none"
+        synthesizers[key] = synthesizers.get(key, 0) + 1
+    return SymbolResult(
+        symbol=history.symbol, history_bars=len(history),
+        first_history_bar=datetime.fromtimestamp(int(history.timestamp[0]), timezone.utc),
+        last_history_bar=datetime.fromtimestamp(int(history.timestamp[-1]), timezone.utc),
+        scores=overall, folds=folds, fold_spread=fold_spread, theory_status=status, synthesizers=synthesizers,
+    )
+
+
+def equity_curves(history: CandleSeries, signals: Sequence[BarSignal], last: int, settings: BacktestConfig) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    """Bar timestamps and the strategy and buy-and-hold equity (1.0 at the first signal bar) for charts."""
+    import numpy as np
+
+    first = signals[0].index
+    held = positions(signals, first, last, settings.short_on_sell, settings.hold_keeps_position)
+    cost_rate = (settings.fees_bps + settings.slippage_bps) / 10_000
+    strategy = np.concatenate([[1.0], np.cumprod(1.0 + strategy_returns(history.close, held, first, cost_rate))])
+    hold = history.close[first:last + 1] / history.close[first]
+    return history.timestamp[first:last + 1], strategy, hold
