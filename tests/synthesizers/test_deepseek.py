@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import subprocess
 import sys
@@ -452,6 +453,42 @@ def test_openai_style_usage_is_priced_too(registry, tmp_path, server):
     usage = synth.usage_from({"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 400}})
     assert (usage.cache_hit_tokens, usage.cache_miss_tokens) == (400, 600)
     assert usage.cost == pytest.approx((400 * 1 + 600 * 2 + 100 * 4) / 1e6)
+
+
+def test_estimate_cost_counts_every_character_sent(tmp_path):
+    from v7.plugins.synthesizers.deepseek import JSON_HINT, DeepSeekConfig, DeepSeekSynthesizer
+
+    synth = DeepSeekSynthesizer(DeepSeekConfig(cache_path=tmp_path / "llm.db"))
+    assert DeepSeekSynthesizer.supports("estimate_cost")
+    prompt = "Answer in json. " + "x" * 984  # 1,000 characters, no system message needed
+    estimate = synth.estimate_cost(prompt, 1000)
+    assert estimate.calls == 1000
+    assert estimate.prompt_tokens_per_call == 300  # 0.3 tokens per character
+    assert estimate.completion_tokens_per_call == 100 and estimate.max_completion_tokens == 300
+    assert (estimate.price_input_per_million, estimate.price_output_per_million) == (0.27, 1.10)  # the cache-miss price
+    assert estimate.estimated_cost == pytest.approx(1000 * (300 * 0.27 + 100 * 1.10) / 1e6)  # 0.191 USD
+    assert estimate.max_cost == pytest.approx(1000 * (300 * 0.27 + 300 * 1.10) / 1e6)  # 0.411 USD
+
+    # The JSON hint added as a system message is sent, so it is counted; a small max_tokens caps the answer.
+    tight = DeepSeekSynthesizer(DeepSeekConfig(max_tokens=50, price_input_cache_miss=1, price_output=2))
+    estimate = tight.estimate_cost("x" * 100, 10)
+    assert estimate.prompt_tokens_per_call == math.ceil((100 + len(JSON_HINT)) * 0.3)
+    assert estimate.completion_tokens_per_call == 50 and estimate.max_completion_tokens == 50
+    assert estimate.estimated_cost == estimate.max_cost == pytest.approx(10 * (estimate.prompt_tokens_per_call + 50 * 2) / 1e6)
+    assert tight.estimate_cost("json", 0).estimated_cost == 0
+
+
+def test_retry_delays_double_from_backoff_seconds_with_retry_after_as_a_floor(tmp_path):
+    from v7.plugins.synthesizers.deepseek import DeepSeekConfig, DeepSeekSynthesizer
+
+    synth = DeepSeekSynthesizer(DeepSeekConfig(backoff_seconds=1.0, backoff_max_seconds=5.0))
+    for _ in range(50):
+        assert 0.5 <= synth._delay(1, None) <= 1.0  # after the first attempt: between half and all of backoff_seconds
+        assert 1.0 <= synth._delay(2, None) <= 2.0
+        assert 2.0 <= synth._delay(3, None) <= 4.0
+        assert 2.5 <= synth._delay(4, None) <= 5.0  # capped at backoff_max_seconds
+        assert synth._delay(1, 3.0) == 3.0  # a server's retry-after is a floor
+        assert synth._delay(1, 60.0) == 5.0  # ... capped too
 
 
 def test_config_is_validated(registry, tmp_path, server):
