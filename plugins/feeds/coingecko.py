@@ -18,8 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from v7 import Feed, MarketContext, PluginConfig, hookimpl
-from v7.core.logs import get_logger
+from v7 import Feed, MarketContext, PluginConfig, get_logger, hookimpl
 
 from v7.http import FeedError, FeedRequestError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 

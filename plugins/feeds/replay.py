@@ -1,5 +1,8 @@
 """Replay feed: real history stepped one bar per iteration, as if live, with no network.
 
+`fetch_candles` walks a cursor (what `v7 run` sees); `fetch_history` hands over a stored range at
+once (what `v7 backtest` replays).
+
 Default data: the bundled Coinbase hourly BTC-USD and ETH-USD candles (see v7/data/candles/README.md).
 """
 
@@ -13,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from v7 import CandleSeries, EndOfData, Feed, PluginConfig, hookimpl
+from v7 import CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv
 
 
 class ReplayConfig(PluginConfig):
@@ -70,22 +73,18 @@ class ReplayFeed(Feed):
         return path
 
     def _load(self, symbol: str, granularity: str) -> CandleSeries:
-        from v7.core.candles import read_candles_csv
-
         if symbol not in self._history:
             import numpy as np
-
-            from v7.core.models import GRANULARITY_SECONDS
 
             path = self._source_file(symbol)
             history = read_candles_csv(path, symbol, granularity)
             if len(history) > 1:
                 # Hourly data replayed as `1d` would mislabel every signal: refuse it.
                 step = int(np.median(np.diff(history.timestamp)))
-                if step != GRANULARITY_SECONDS[granularity]:
+                expected = granularity_seconds(granularity)
+                if step != expected:
                     raise ValueError(
-                        f"{path}: candles are {step} s apart, but engine.granularity is {granularity!r} "
-                        f"({GRANULARITY_SECONDS[granularity]} s)"
+                        f"{path}: candles are {step} s apart, but engine.granularity is {granularity!r} ({expected} s)"
                     )
             self._history[symbol] = history
         return self._history[symbol]
@@ -107,6 +106,28 @@ class ReplayFeed(Feed):
         if cursor >= len(history):
             raise EndOfData(f"replay of {symbol} reached its last bar ({history.last_time.isoformat()})")
         return history.slice(max(0, cursor + 1 - lookback), cursor + 1)
+
+    def fetch_history(self, symbol: str, granularity: str, start: datetime | None, end: datetime | None) -> CandleSeries:
+        """The stored candles whose time lies in [start, end] (None = open), oldest first.
+
+        The config's `start` does not apply: it only says where `v7 run` begins.
+        """
+        import numpy as np
+
+        with self._lock:
+            history = self._load(symbol, granularity)
+        first = 0 if start is None else int(np.searchsorted(history.timestamp, _unix_seconds(start), side="left"))
+        last = len(history) if end is None else int(np.searchsorted(history.timestamp, _unix_seconds(end), side="right"))
+        return history.slice(first, max(first, last))
+
+
+def _unix_seconds(moment: datetime | int | float) -> float:
+    """A datetime (naive = UTC) as unix seconds; unix seconds pass through."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    return float(moment)
 
 
 @hookimpl

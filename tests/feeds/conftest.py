@@ -10,10 +10,10 @@ import structlog
 
 from fakes.coinbase_server import FakeCoinbase
 from fakes.coingecko_server import FakeCoinGecko
-from v7.plugins.feeds.coinbase import CoinbaseCandleFeed, CoinbaseConfig
+from v7.plugins.feeds.coinbase import CoinbaseConfig
 from v7.plugins.feeds.coingecko import CoinGeckoConfig, CoinGeckoContextFeed
 
-from feedtools import FAST_COINBASE, FAST_COINGECKO, NOW
+from feedtools import FAST_COINBASE, FAST_COINGECKO, NOW, InstrumentedCoinbaseFeed
 
 
 @pytest.fixture
@@ -24,13 +24,13 @@ def coinbase_server():
 
 @pytest.fixture
 def make_coinbase(coinbase_server):
-    """Build a `CoinbaseCandleFeed` on the fake (REST only unless live=True); closed after the test."""
-    feeds: list[CoinbaseCandleFeed] = []
+    """Build an `InstrumentedCoinbaseFeed` on the fake (REST only unless live=True); closed after the test."""
+    feeds: list[InstrumentedCoinbaseFeed] = []
 
-    def make(server: FakeCoinbase | None = None, **overrides) -> CoinbaseCandleFeed:
+    def make(server: FakeCoinbase | None = None, **overrides) -> InstrumentedCoinbaseFeed:
         server = server or coinbase_server
         options = {"rest_url": server.url, "ws_url": server.ws_url, "live": False, **FAST_COINBASE, **overrides}
-        feed = CoinbaseCandleFeed(CoinbaseConfig(**options))
+        feed = InstrumentedCoinbaseFeed(CoinbaseConfig(**options))
         feed.clock = server.clock
         feeds.append(feed)
         return feed
