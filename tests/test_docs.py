@@ -14,6 +14,7 @@ import sys
 import types
 from pathlib import Path
 
+import click
 import pytest
 
 import v7
@@ -21,6 +22,7 @@ from v7.core import hookspecs
 from v7.core.candles import read_candles_csv
 from v7.core.config import validate_config
 from v7.core.engine import Pipeline, run_theory
+from v7.core.components import KINDS, OPTIONAL_CAPABILITIES
 from v7.core.registry import HOOK_KIND, PluginSource, Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +33,11 @@ BTC_CSV = REPO / "data" / "candles" / "BTC-USD.csv"
 REQUIRED_METHODS = {
     "Theory.analyze", "Theory.prompt_section", "Feed.fetch_candles", "Feed.fetch_context",
     "PromptFormatter.format", "Synthesizer.synthesize", "Sink.open", "Sink.write", "Sink.close",
+    "Component.supports",
+}
+# Every optional capability a base class declares is documented with its signature.
+REQUIRED_METHODS |= {
+    f"{KINDS[kind].__name__}.{name}" for kind, names in OPTIONAL_CAPABILITIES.items() for name in names
 }
 BASE_CLASSES = {"Component", "Theory", "Feed", "PromptFormatter", "Synthesizer", "Sink"}
 
@@ -91,8 +98,8 @@ def documented_methods(doc: str) -> dict[str, str]:
 # -- hooks ---------------------------------------------------------------------------------
 
 
-def test_the_hookspec_module_has_the_five_hooks():
-    assert set(hook_specs()) == set(HOOK_KIND)
+def test_the_hookspec_module_has_a_hook_per_kind_and_register_commands():
+    assert set(hook_specs()) == set(HOOK_KIND) | {"register_commands"}
 
 
 @pytest.mark.parametrize("name", sorted(hook_specs()))
@@ -125,7 +132,8 @@ def test_one_marked_example_per_hook(doc):
     marked = [hook for hook, _ in examples]
     assert sorted(marked) == sorted(hook_specs()), f"one `<!-- example: <hook> -->` block per hook expected, got {marked}"
     for hook, code in examples:
-        assert re.search(rf"^@hookimpl\ndef {hook}\(register\):", code, re.MULTILINE), f"the {hook} example does not implement it"
+        argument = "cli" if hook == "register_commands" else "register"
+        assert re.search(rf"^@hookimpl\ndef {hook}\({argument}\):", code, re.MULTILINE), f"the {hook} example does not implement it"
 
 
 def test_every_python_block_compiles(doc):
@@ -175,6 +183,21 @@ def registry_with(modules: dict[str, types.ModuleType]) -> Registry:
         registry.add_plugin(module, PluginSource(plugin=f"docs-{hook}", distribution="v7-docs-examples", version="0"))
     assert not registry.errors, [error.describe() for error in registry.errors]
     return registry
+
+
+def test_the_docs_teach_only_the_public_api(doc):
+    for code in PYTHON_BLOCK.findall(doc):
+        assert "v7.core" not in code and "v7.plugins" not in code, code[:200]
+
+
+def test_the_command_example_adds_a_working_command(examples):
+    from click.testing import CliRunner
+
+    group = click.Group()
+    examples["register_commands"].register_commands(cli=group)
+    result = CliRunner().invoke(group, ["last-bar", "BTC-USD"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("BTC-USD ") and " close " in result.output
 
 
 def test_the_theory_example_gives_an_ok_result_on_real_candles(examples):
