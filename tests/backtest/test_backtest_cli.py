@@ -1,4 +1,4 @@
-"""`v7 backtest` as a user runs it: JSON output, report files, storage, --compare, the lookahead check, the LLM cap."""
+"""`v7 backtest` as a user runs it: JSON output, report files, storage, `compare`, the lookahead check, the LLM cap."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def test_json_output_report_and_lookahead_check(first_run):
     assert len(data["symbols"][0]["folds"]) == 2 and "strategy_return" in data["symbols"][0]["fold_spread"]
     assert data["lookahead"] == {"checked": 2, "differences": [], "error": None}
     assert "Backtesting BTC-USD (6 signal bars)" in result.stderr
-    assert "Stored as backtest 1 in results.db." in result.stderr
+    stored = next(line for line in result.stderr.splitlines() if line.startswith("Stored as backtest 1 in "))
+    assert stored.endswith("results.db."), stored
     summary = json.loads((folder / "report" / "summary.json").read_text())
     assert summary["config_hash"] == data["config_hash"]
     assert (folder / "report" / "chart-BTC-USD.png").stat().st_size > 10_000
@@ -91,19 +92,46 @@ def test_compare_two_configurations_side_by_side(first_run):
     assert second.returncode == 0, second.stderr
     assert "BTC-USD" in second.stdout and "strategy vs buy-and-hold" in second.stdout and "Stored as backtest 2" in second.stderr
     hash_a = json.loads(first.stdout)["config_hash"]
-    compared = run_v7("backtest", "--config", "a.toml", "--compare", hash_a, "2", cwd=folder)
+    compared = run_v7("backtest", "compare", hash_a, "2", "--config", "a.toml", cwd=folder)
     assert compared.returncode == 0, compared.stderr
     lines = compared.stdout.splitlines()
     assert lines[0].split() == ["A", f"({hash_a})", "B", "(2)"]
     hash_line = next(line for line in lines if line.startswith("config hash"))
     assert hash_a in hash_line and hash_line.split()[-1] != hash_a
     assert any(line.startswith("BTC-USD BUY hit rate") for line in lines)
-    as_json = run_v7("backtest", "--db", "results.db", "--compare", "1", "2", "--json", cwd=folder)
+    # Which settings differ: the theories and the hash; the same bars, so no date-range warning.
+    differ = lines[lines.index("Settings that differ:") + 1:]
+    assert differ[0].split() == ["setting", "A", "B"]
+    assert any(line.startswith("theories") and line.rstrip().endswith("hurst_exponent, kalman_filter") for line in differ)
+    assert any(line.startswith("config hash") for line in differ)
+    assert not any(line.startswith(("synthesizer", "lookback", "granularity")) for line in differ)
+    assert any(line.startswith("settings.folds") for line in differ)  # run A had --folds 2
+    assert "different date ranges" not in compared.stdout
+    as_json = run_v7("backtest", "compare", "1", "2", "--db", "results.db", "--json", cwd=folder)
     assert as_json.returncode == 0, as_json.stderr
     pair = json.loads(as_json.stdout)
     assert (pair["a"]["id"], pair["b"]["id"]) == (1, 2)
-    missing = run_v7("backtest", "--db", "results.db", "--compare", "1", "99", cwd=folder)
+    assert {d["setting"] for d in pair["differences"]} >= {"config hash", "theories", "settings.folds"} and pair["warning"] is None
+    missing = run_v7("backtest", "compare", "1", "99", "--db", "results.db", cwd=folder)
     assert missing.returncode == 2 and "no backtest with id or config hash '99'" in missing.stderr
+    # The old flag is gone: compare is a subcommand.
+    old = run_v7("backtest", "--config", "a.toml", "--compare", "1", "2", cwd=folder)
+    assert old.returncode == 2 and "--compare" in old.stderr
+
+
+def test_compare_warns_when_the_runs_cover_different_date_ranges(first_run):
+    folder, first = first_run
+    assert first.returncode == 0, first.stderr
+    longer = run_v7("backtest", "--config", "a.toml", "--bars", "40", "--json", cwd=folder)
+    assert longer.returncode == 0, longer.stderr
+    key = str(json.loads(longer.stdout)["id"])
+    compared = run_v7("backtest", "compare", "1", key, "--config", "a.toml", cwd=folder)
+    assert compared.returncode == 0, compared.stderr
+    warning = [line for line in compared.stdout.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and "the two backtests cover different date ranges (BTC-USD A " in warning[0]
+    assert "not directly comparable" in warning[0]
+    # Same config: the hash does not differ, the folds do.
+    assert "config hash " not in compared.stdout.split("Settings that differ:")[1]
 
 
 LEAKY = '''
@@ -117,9 +145,9 @@ class HoardingReplay(ReplayFeed):
     """The replay feed, keeping every history it loads in a module global (a careless plugin)."""
     name = "hoarding_replay"
 
-    def fetch_candles(self, symbol, granularity, lookback):
-        series = super().fetch_candles(symbol, granularity, lookback)
-        FUTURE[symbol] = self._history[symbol]
+    def fetch_history(self, symbol, granularity, start, end):
+        series = super().fetch_history(symbol, granularity, start, end)
+        FUTURE[symbol] = series
         return series
 
 
