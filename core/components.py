@@ -8,7 +8,8 @@ settings, a `Config` model (pydantic, unknown keys forbidden).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+import re
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import structlog
 
     from .reading import SignalReader
+
+
+ENV_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME_PATTERN = re.compile(ENV_NAME_REGEX)
+EnvVarName = Annotated[str, Field(pattern=ENV_NAME_REGEX, description="Name of an environment variable (never the secret itself)")]
+"""The type of an `*_env` setting: the name of the variable that holds a secret, checked at startup."""
 
 
 class PluginConfig(BaseModel):

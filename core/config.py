@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .components import PluginConfig
+from .components import ENV_NAME_PATTERN, PluginConfig
 from .models import GRANULARITY_SECONDS
 from .registry import KIND_SECTION, Registry
 
@@ -34,7 +34,6 @@ DEFAULT_ENABLED: dict[str, list[str]] = {
 DEFAULT_THEORIES = DEFAULT_ENABLED["theory"]
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,15}$")
 # Whole key names only: `api_key`, `secret`, `auth_token` are secrets; `max_tokens`, `api_key_env` are not.
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$", re.IGNORECASE)
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from .components import EndOfData, Feed, InsufficientData, PromptFormatter, Sink, StartupError, SynthesisFailed, Synthesizer, Theory
 from .config import V7Config
+from .errors import one_line
 from .logs import get_logger
 from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
 from .registry import Registry
@@ -122,8 +123,7 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         # Re-validated even when it is a TheoryFinding: a model can be mutated or built unchecked.
         finding = TheoryFinding.model_validate(value.model_dump() if isinstance(value, TheoryFinding) else value)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        message = f"invalid output: {problems}"
+        message = f"invalid output: {one_line(exc, limit=20)}"
         return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
     return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
 

@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "EndOfData": "v7.core.components",
     "NotSupported": "v7.core.components",
     "StartupError": "v7.core.components",
+    "EnvVarName": "v7.core.components",
     "CostEstimate": "v7.core.models",
     "GRANULARITY_SECONDS": "v7.core.models",
     "granularity_seconds": "v7.core.models",
@@ -90,7 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.api import analyze
     from v7.core.candles import CandleDataError, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
-        Component, EndOfData, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,
+        Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,
         SynthesisFailed, Synthesizer, Theory, TheoryConfig,
     )
     from v7.core.errors import one_line
