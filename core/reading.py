@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .components import NotSupported
 from .models import Signal
+from .timefmt import format_utc
 
 
 class SignalQuery(BaseModel):
@@ -21,8 +22,18 @@ class SignalQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    created_since: datetime | None = Field(default=None, description="signals created at or after this time (UTC)")
+    created_since: datetime | None = Field(
+        default=None, description="signals created at or after this time (UTC, compared at second precision, as stored)"
+    )
     symbol: str | None = None
+
+    def matches(self, signal: Signal) -> bool:
+        """Whether `signal` passes the filters: what a reader without a query language checks per signal."""
+        if self.symbol and signal.symbol != self.symbol:
+            return False
+        if self.created_since is not None and format_utc(signal.created_at) < format_utc(self.created_since):
+            return False
+        return True
 
 
 class StoredSignal(Signal):

@@ -3,6 +3,10 @@
 `path = "-"` writes to standard output (logs go to stderr, so stdout carries only signals), for
 piping into `jq` or another process. A file is appended to; signals already in it (same symbol,
 granularity, bar_time and config_hash, the sqlite sink's unique key) are not written twice.
+
+`JsonlSink.reader()` (and `reader_at(path)`: `v7 stats --sink jsonl --db signals.jsonl`) reads the
+file back for `v7 stats` and `v7 export`: each whole line is a stored signal, its line number its
+`id`; a line that is not a valid signal is skipped. The file keeps no runs, spool or backtests.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import Field
 
-from v7 import PluginConfig, RunInfo, Signal, Sink, hookimpl
+from v7 import NotSupported, PluginConfig, RunInfo, Signal, SignalQuery, SignalReader, Sink, StoredSignal, hookimpl
 
 
 class JsonlSinkError(RuntimeError):
@@ -122,10 +126,50 @@ class JsonlSink(Sink):
         except OSError:  # a device such as /dev/full, or the disk still full: nothing to cut or nothing possible
             pass
 
+    def reader(self) -> JsonlReader:
+        """A reader of this sink's file; a sink writing to stdout keeps nothing to read."""
+        if self.to_stdout:
+            raise NotSupported("sink 'jsonl' writes to stdout (path = \"-\"): there is no file to read back")
+        return JsonlReader(self.config.path)
+
+    @classmethod
+    def reader_at(cls, location: str) -> JsonlReader:
+        if location == "-":
+            raise NotSupported("sink 'jsonl' cannot read signals back from stdout")
+        return JsonlReader(location)
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class JsonlReader(SignalReader):
+    """The signals of one jsonl sink file, read line by line (the file may grow while it is read)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.location = str(self.path.resolve())
+
+    def signals(self, query: SignalQuery | None = None, *, with_prompt: bool = False) -> Iterator[StoredSignal]:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            raise JsonlSinkError(f"no signals file at {self.location}: run `v7 run` first or check [sinks.jsonl] path") from None
+        except OSError as exc:
+            raise JsonlSinkError(f"jsonl sink: cannot read {self.location}: {exc.strerror or exc}") from exc
+        with handle:
+            for number, line in enumerate(handle, 1):
+                if not line.endswith(b"\n") or not line.strip():  # a line still being written, or blank
+                    continue
+                try:
+                    signal = Signal.model_validate_json(line)
+                except ValueError:  # written by another V7 version or edited: not a signal this V7 reads
+                    continue
+                if query is not None and not query.matches(signal):
+                    continue
+                data = signal.model_dump(exclude=None if with_prompt else {"prompt"})
+                yield StoredSignal.model_validate({**data, "id": number})
 
 
 @hookimpl

@@ -138,9 +138,15 @@ def test_hold_target_comes_from_the_stats_section(crafted_db, tmp_path):
 
 
 def test_clear_errors_without_a_database(tmp_path):
-    (tmp_path / "c.toml").write_text('[sinks]\nenabled = ["jsonl"]\n')
+    # The first enabled sink that can read back is the one read, and its error names it.
+    (tmp_path / "c.toml").write_text(f'[sinks]\nenabled = ["jsonl"]\n[sinks.jsonl]\npath = "{tmp_path / "none.jsonl"}"\n')
     code, _, err = in_process("stats", "--config", str(tmp_path / "c.toml"))
-    assert code == 2 and "the sqlite sink is not enabled and has no [sinks.sqlite] table; give --db" in err
+    assert code == 2 and "sink 'jsonl'" in err and f"no signals file at {tmp_path / 'none.jsonl'}" in err
+    (tmp_path / "stdout.toml").write_text('[sinks]\nenabled = ["jsonl"]\n[sinks.jsonl]\npath = "-"\n')
+    code, _, err = in_process("stats", "--config", str(tmp_path / "stdout.toml"))
+    assert code == 2 and "sink 'jsonl' writes to stdout" in err
+    code, _, err = in_process("stats", "--sink", "nosuch", "--db", str(tmp_path / "nothing.db"))
+    assert code == 2 and "--sink nosuch: no sink of that name is installed" in err and "sqlite" in err
     code, _, err = in_process("stats", "--db", str(tmp_path / "nothing.db"))
     assert code == 2 and f"no database at {tmp_path / 'nothing.db'}" in err
     code, _, err = in_process("stats")
