@@ -163,3 +163,145 @@ def test_a_v1_database_is_read_without_upgrading_it(tmp_path):
     assert data["latency_ms"]["sink"]["count"] == 0 and data["latency_ms"]["synthesizer"]["max"] == 30012.0
     assert data["llm"]["prompt_tokens"] == 3550 and data["llm"]["cost"] == pytest.approx(0.00073)
     assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone()[0] == 1
+
+
+def approx_tree(value):
+    """`value` with every float wrapped in pytest.approx, at any depth (SQL and Python may sum in another order)."""
+    if isinstance(value, dict):
+        return {k: approx_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_tree(v) for v in value]
+    if isinstance(value, float):
+        return pytest.approx(value)
+    return value
+
+
+@pytest.mark.parametrize("query", [{}, {"symbol": "BTC-USD"}, {"hours": 24}, {"hours": 24, "symbol": "ETH-USD"}, {"symbol": "XRP-USD"}])
+def test_the_sql_summary_equals_summarize_over_the_same_signals(crafted_db, default_run, tmp_path, query):
+    """The sqlite reader aggregates in SQL; the default `summarize` reads every StoredSignal: same dict."""
+    from v7.core.commands.stats import signal_query
+    from v7.core.signal_summary import summarize
+    from v7.plugins.sinks.sqlite import SqliteReader
+
+    v1 = tmp_path / "old.db"
+    sqlite3.connect(v1).executescript(FIXTURE_V1.read_text())
+    for path in (crafted_db, default_run / "v7.db", v1):
+        with SqliteReader(path) as reader:
+            wanted = signal_query(query.get("hours"), query.get("symbol"))
+            sql = reader.summary(wanted, (0.4, 0.7))
+            python = summarize(reader, wanted, (0.4, 0.7))
+        assert list(sql) == list(python)
+        assert sql == approx_tree(python), path
+        assert python["signals"] == sql["signals"]
+
+
+def run_and_read(tmp_path, sinks: str, extra_path=None):
+    """A short real run into `sinks`, then `v7 stats --json` and `v7 export --format jsonl` on its config."""
+    from sinks.factory import FAST_THEORIES, write_config
+
+    write_config(tmp_path, theories=FAST_THEORIES, sinks=sinks)
+    result = run_v7("run", "--config", "config.toml", "--iterations", "3", cwd=tmp_path, extra_path=extra_path)
+    assert result.returncode == 0, result.stderr
+    return [
+        run_v7(*command, "--config", "config.toml", cwd=tmp_path, extra_path=extra_path)
+        for command in (("stats", "--json"), ("export", "--format", "jsonl"))
+    ]
+
+
+def test_stats_and_export_read_a_jsonl_sink(tmp_path):
+    stats, export = run_and_read(tmp_path, '[sinks]\nenabled = ["jsonl"]\n[sinks.jsonl]\npath = "signals.jsonl"\n')
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["sink"] == "jsonl" and data["database"] == str((tmp_path / "signals.jsonl").resolve())
+    assert data["signals"] == 6 and data["schema_version"] is None
+    assert [(s["symbol"], s["signals"]) for s in data["symbols"]] == [("BTC-USD", 3), ("ETH-USD", 3)]
+    assert [t["theory"] for t in data["theories"]] == ["kalman_filter"] and data["theories"][0]["results"] == 6
+    assert data["latency_ms"]["feed"]["count"] == 6 and data["latency_ms"]["sink"]["count"] == 0
+    assert data["storage"] == {"spool_waiting": 0, "stored_late": 0, "runs": 0, "runs_without_stop": 0}
+    assert export.returncode == 0, export.stderr
+    lines = [json.loads(line) for line in export.stdout.splitlines() if line.strip()]
+    assert len(lines) == 6 and lines[0]["kalman_filter.status"] == "ok" and "kalman_filter.elapsed_ms" in lines[0]
+    # --db with --sink: reader_at of that sink; the text form names the sink.
+    text = run_v7("stats", "--sink", "jsonl", "--db", "signals.jsonl", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "sink jsonl" in text.stdout and "6 signals" in text.stdout
+    csv = run_v7("export", "--sink", "jsonl", "--db", "signals.jsonl", "--symbol", "ETH-USD", cwd=tmp_path)
+    assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 1 + 3
+
+
+MEMORY_SINK = '''
+    """A sink that is not sqlite: signals as one JSON file, read back through the reader capability only."""
+    import json
+    from pathlib import Path
+
+    from v7 import PluginConfig, Signal, SignalReader, Sink, StoredSignal, hookimpl
+
+
+    class BoxConfig(PluginConfig):
+        path: str = "box.json"
+
+
+    class BoxReader(SignalReader):
+        def __init__(self, path):
+            self.path = Path(path)
+            self.location = str(self.path.resolve())
+
+        def signals(self, query=None, *, with_prompt=False):
+            for number, data in enumerate(json.loads(self.path.read_text()), 1):
+                signal = Signal.model_validate(data)
+                if query is None or query.matches(signal):
+                    yield StoredSignal.model_validate({**signal.model_dump(), "id": number, "sink_ms": 1.5})
+
+        def waiting(self):
+            return 7
+
+
+    class BoxSink(Sink):
+        name = "box"
+        version = "0.1"
+        Config = BoxConfig
+
+        def open(self, run, log):
+            self.kept = []
+
+        def write(self, signal):
+            self.kept.append(signal.model_dump(mode="json"))
+            return True
+
+        def close(self):
+            Path(self.config.path).write_text(json.dumps(self.kept))
+
+        def reader(self):
+            return BoxReader(self.config.path)
+
+        @classmethod
+        def reader_at(cls, location):
+            return BoxReader(location)
+
+
+    @hookimpl
+    def register_sinks(register):
+        register(BoxSink)
+'''
+
+
+def test_stats_and_export_read_a_third_party_sink(tmp_path):
+    from helpers import make_distribution
+
+    site = make_distribution(tmp_path / "site", "v7-box-sink", "0.1", {"box": "v7_box_sink"}, {"v7_box_sink": MEMORY_SINK})
+    work = tmp_path / "work"
+    work.mkdir()
+    stats, export = run_and_read(work, '[sinks]\nenabled = ["box"]\n', extra_path=site)
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["sink"] == "box" and data["signals"] == 6 and data["storage"]["spool_waiting"] == 7
+    assert data["latency_ms"]["sink"] == {"count": 6, "p50": 1.5, "p90": 1.5, "p99": 1.5, "max": 1.5}
+    assert sum(d["count"] for d in data["directions"].values()) == 6
+    assert export.returncode == 0, export.stderr
+    lines = [json.loads(line) for line in export.stdout.splitlines() if line.strip()]
+    assert [line["id"] for line in lines] == [1, 2, 3, 4, 5, 6] and all(line["timings.sink"] == 1.5 for line in lines)
+    by_db = run_v7("stats", "--sink", "box", "--db", str(work / "box.json"), "--json", "--hours", "1", cwd=tmp_path, extra_path=site)
+    assert by_db.returncode == 0, by_db.stderr
+    assert json.loads(by_db.stdout)["signals"] == 6
+    # The sqlite sink is not involved: no database was made.
+    assert not (work / "v7.db").exists()
