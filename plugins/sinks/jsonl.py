@@ -158,6 +158,9 @@ class JsonlReader(SignalReader):
             raise JsonlSinkError(f"no signals file at {self.location}: run `v7 run` first or check [sinks.jsonl] path") from None
         except OSError as exc:
             raise JsonlSinkError(f"jsonl sink: cannot read {self.location}: {exc.strerror or exc}") from exc
+        return self._iterate(handle, query, with_prompt)  # a missing file is an error at the call
+
+    def _iterate(self, handle: Any, query: SignalQuery | None, with_prompt: bool) -> Iterator[StoredSignal]:
         with handle:
             for number, line in enumerate(handle, 1):
                 if not line.endswith(b"\n") or not line.strip():  # a line still being written, or blank

@@ -103,6 +103,9 @@ class SqliteReader(SignalReader):
         selected = ", ".join([*(f"s.{c}" for c in SIGNAL_FIELDS), *optional, "s.prompt" if with_prompt else "NULL AS prompt"])
         where, params = self._where(query)
         cursor = connection.execute(f"SELECT {selected} FROM signals s WHERE {where} ORDER BY s.id", params)
+        return self._iterate(connection, cursor)  # errors above come at the call, not at the first next()
+
+    def _iterate(self, connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[StoredSignal]:
         while rows := cursor.fetchmany(CHUNK):
             results: dict[int, list[TheoryResult]] = {}
             marks = ", ".join("?" * len(rows))
