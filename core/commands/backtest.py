@@ -186,6 +186,12 @@ def compare(ctx: Any, first: str, second: str, config_path: str | None, sink_nam
     """
     from ..backtest import BacktestError, comparison_rows, differing_settings, load_result, open_results, range_warning
 
+    parent = click.get_current_context().parent
+    given = parent.params if parent is not None else {}  # `v7 backtest --config c.toml compare A B` works too
+    config_path = config_path or given.get("config_path")
+    sink_name = sink_name or given.get("sink_name")
+    db_location = db_location or given.get("db_location")
+    as_json = as_json or bool(given.get("as_json"))
     registry, config = load(ctx, config_path)  # without --config: the defaults (their sinks)
     try:
         with open_results(config, registry, sink_name, db_location) as reader:
