@@ -39,9 +39,6 @@ def reader_options(command: Any) -> Any:
     return command
 
 
-database_options = reader_options  # the name it had when only the sqlite sink could be read
-
-
 class OpenedReader:
     """A reader and what chose it: the sink's name and the config's `[stats]` settings."""
 
