@@ -88,7 +88,8 @@ class Component:
         default = getattr(base, capability, None) if base is not None else None
         if default is None or capability not in OPTIONAL_CAPABILITIES.get(cls.kind, ()):
             raise ValueError(f"{capability!r} is not an optional capability of a {cls.kind or 'component'}")
-        return getattr(cls, capability) is not default
+        # Compare the functions themselves: a classmethod gives a new bound object on every access.
+        return getattr(getattr(cls, capability), "__func__", getattr(cls, capability)) is not getattr(default, "__func__", default)
 
 
 class Theory(Component):
