@@ -95,9 +95,13 @@ def signals_frame(reader: "SignalReader", hours: float | None = None, symbol: st
     return frame
 
 
+# File formats of the export (the `jsonl` format is not the `jsonl` sink).
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
 @click.command()
 @reader_options
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), default="csv", show_default=True, help="Output format.")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False, writable=True), help="Output file (default: stdout; parquet needs a file).")
 @click.option("--with-prompt", is_flag=True, help="Add the LLM prompt of each signal as a column.")
 @click.pass_obj
@@ -120,14 +124,14 @@ def export(ctx: Any, config_path: str | None, sink_name: str | None, db_path: st
     try:
         if fmt == "csv":
             frame.to_csv(target, index=False)
-        elif fmt == "jsonl":
-            frame.to_json(target, orient="records", lines=True, date_format="iso")
-        else:
+        elif fmt == "parquet":
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
                 fail("--format parquet needs pyarrow: pip install pyarrow")
             frame.to_parquet(target, index=False)
+        else:  # JSON lines
+            frame.to_json(target, orient="records", lines=True, date_format="iso")
     except OSError as exc:
         fail(f"cannot write {out or 'stdout'}: {exc.strerror or exc}")
     if out is not None:
