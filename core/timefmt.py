@@ -36,3 +36,12 @@ def parse_utc(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
+
+
+def unix_seconds(moment: datetime | int | float) -> float:
+    """A datetime (naive = UTC) as unix seconds; unix seconds pass through."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    return float(moment)

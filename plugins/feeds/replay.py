@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from v7 import CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv
+from v7 import CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv, unix_seconds
 
 
 class ReplayConfig(PluginConfig):
@@ -116,18 +116,9 @@ class ReplayFeed(Feed):
 
         with self._lock:
             history = self._load(symbol, granularity)
-        first = 0 if start is None else int(np.searchsorted(history.timestamp, _unix_seconds(start), side="left"))
-        last = len(history) if end is None else int(np.searchsorted(history.timestamp, _unix_seconds(end), side="right"))
+        first = 0 if start is None else int(np.searchsorted(history.timestamp, unix_seconds(start), side="left"))
+        last = len(history) if end is None else int(np.searchsorted(history.timestamp, unix_seconds(end), side="right"))
         return history.slice(first, max(first, last))
-
-
-def _unix_seconds(moment: datetime | int | float) -> float:
-    """A datetime (naive = UTC) as unix seconds; unix seconds pass through."""
-    if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    return float(moment)
 
 
 @hookimpl

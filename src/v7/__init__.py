@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "get_logger": "v7.core.logs",
     "format_utc": "v7.core.timefmt",
     "parse_utc": "v7.core.timefmt",
+    "unix_seconds": "v7.core.timefmt",
     "one_line": "v7.core.errors",
     "quantile": "v7.core.numbers",
     "Candle": "v7.core.models",
@@ -104,4 +105,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from v7.core.reading import RunRecord, SignalQuery, SignalReader, StoredBacktest, StoredSignal
     from v7.core.series_checks import SeriesConfig, log_returns, window_closes
-    from v7.core.timefmt import format_utc, parse_utc
+    from v7.core.timefmt import format_utc, parse_utc, unix_seconds

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from v7 import CandleSeries, format_utc, get_logger, granularity_seconds, validate_candles
+from v7 import CandleSeries, format_utc, get_logger, granularity_seconds, unix_seconds, validate_candles
 from v7.http import FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,15 +51,6 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return result if math.isfinite(result) else None
-
-
-def unix_seconds(moment: datetime | int | float) -> float:
-    """A datetime (naive = UTC) as unix seconds; unix seconds pass through."""
-    if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    return float(moment)
 
 
 class CoinbaseRest:
