@@ -115,10 +115,15 @@ def usage_from(raw: Any, config: "DeepSeekConfig") -> TokenUsage | None:
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
-    """httpx transport errors that can escape while a streamed body is read."""
-    import httpx
-
-    return (httpx.TransportError,)
+    """Transport errors that can escape while a streamed body is read, from whichever HTTP library
+    the installed `openai` uses: httpx up to openai 2, its fork httpx2 from openai 3 on."""
+    classes: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            classes.append(__import__(module_name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(classes)
 
 
 def status_failure(exc: Any) -> AttemptFailed:
