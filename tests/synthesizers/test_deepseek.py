@@ -542,3 +542,11 @@ def test_v7_run_with_deepseek_through_the_cli(tmp_path, server):
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(line.get("event") == "llm answered" and line.get("plugin") == "deepseek" for line in lines)
     assert_key_never_leaked(tmp_path, result.stderr + result.stdout, row)
+
+
+def test_a_connection_cut_while_the_body_streams_is_retried(registry, tmp_path, server, api_key, logs):
+    """200 headers, blank lines, then the socket closes: the transport error of openai's HTTP library is a failed attempt."""
+    server.script(keep_alive(0.3, interval=0.1), answer("SELL", 0.6))
+    row = run_one(registry, tmp_path, server, timeout_seconds=5)
+    assert server.request_count == 2
+    assert (row["synthesizer"], row["direction"], row["attempts"]) == ("deepseek", "SELL", 2)
