@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..components import StartupError, Synthesizer
 from ..config import BacktestConfig, V7Config
-from ..models import CandleSeries, PromptRequest, TheoryResult
+from ..models import CandleSeries, PromptRequest, TheoryResult, TokenUsage
 from .history import load_histories, own_copy, signal_range
 from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, LlmUsage, TheoryOutcome
 from .scoring import symbol_result
@@ -106,16 +106,15 @@ def estimate_llm(synthesizer: Synthesizer, first_prompt: str, calls: int, cap: i
 
 def llm_usage(signals: Iterable[BarSignal], llm_name: str) -> LlmUsage:
     usage = LlmUsage()
+    tokens = TokenUsage()
     for s in signals:
         usage.requests += s.attempts if s.synthesizer == llm_name or s.fallback_reason else 0
         if s.synthesizer == llm_name and s.attempts == 0:
             usage.cached_answers += 1
         if s.fallback_reason and s.synthesizer != llm_name:
             usage.fallbacks += 1
-        if s.usage is not None:
-            usage.prompt_tokens += s.usage.prompt_tokens
-            usage.completion_tokens += s.usage.completion_tokens
-            usage.cost = round(usage.cost + s.usage.cost, 10)
+        tokens = tokens + s.usage
+    usage.prompt_tokens, usage.completion_tokens, usage.cost = tokens.prompt_tokens, tokens.completion_tokens, tokens.cost
     return usage
 
 

@@ -78,6 +78,8 @@ def backtest(
 
     from pydantic import ValidationError
 
+    from ..errors import one_line
+
     from ..backtest import (
         BacktestError, LlmCapExceeded, check_lookahead as run_check, open_results, resolve_settings, result_sink, run_backtest,
         store_result, write_report,
@@ -93,7 +95,7 @@ def backtest(
     except click.BadParameter as exc:
         fail(exc.format_message())
     except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        fail(one_line(exc, limit=20))
     if not no_store and (sink_name or db_location):
         try:  # a wrong --sink is a mistake to report before the work, not after
             result_sink(config, registry, sink_name)

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from pydantic import Field
 
-from v7 import NotSupported, PluginConfig, RunInfo, Signal, SignalQuery, SignalReader, Sink, StoredSignal, hookimpl
+from v7 import NotSupported, PluginConfig, RunInfo, Signal, SignalQuery, SignalReader, Sink, StoredSignal, format_utc, hookimpl, parse_utc
 
 
 class JsonlSinkError(RuntimeError):
@@ -34,10 +34,8 @@ class JsonlConfig(PluginConfig):
 
 def signal_key(data: dict[str, Any]) -> tuple[str, str, str, str]:
     """The unique key of a signal as serialized: bar_time normalized to UTC seconds."""
-    from datetime import datetime, timezone
-
-    bar_time = datetime.fromisoformat(str(data["bar_time"]).replace("Z", "+00:00")).astimezone(timezone.utc)
-    return (str(data["symbol"]), str(data["granularity"]), bar_time.strftime("%Y-%m-%dT%H:%M:%SZ"), str(data.get("config_hash") or ""))
+    bar_time = format_utc(parse_utc(str(data["bar_time"])))
+    return (str(data["symbol"]), str(data["granularity"]), bar_time, str(data.get("config_hash") or ""))
 
 
 class JsonlSink(Sink):
