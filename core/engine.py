@@ -14,7 +14,7 @@ import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -126,6 +126,35 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         message = f"invalid output: {one_line(exc, limit=20)}"
         return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
     return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, as counts: signals produced, stored by at least one sink, already stored, stored nowhere."""
+
+    produced: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    not_stored: int = 0
+
+    def count(self, stored_by: int, duplicate_in: int) -> None:
+        self.produced += 1
+        if stored_by:
+            self.stored += 1
+        elif duplicate_in:
+            self.already_stored += 1
+        else:
+            self.not_stored += 1
+
+    def as_fields(self) -> dict[str, int]:
+        return {"produced": self.produced, "stored": self.stored, "already_stored": self.already_stored, "not_stored": self.not_stored}
+
+    def describe(self) -> str:
+        """The closing line of `v7 run`."""
+        return (
+            f"{self.produced} signal(s) produced, {self.stored} stored, {self.already_stored} already stored, "
+            f"{self.not_stored} not stored by any sink"
+        )
 
 
 @dataclass(frozen=True)
@@ -326,10 +355,13 @@ class Pipeline:
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
-    def store(self, signal: Signal) -> int:
-        """Hand a signal to every sink; one failing sink never stops the others. Returns sinks that stored it."""
+    def store(self, signal: Signal) -> tuple[int, int]:
+        """Hand a signal to every sink; one failing sink never stops the others.
+
+        Returns (sinks that stored it, sinks that had it already).
+        """
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
-        stored = 0
+        stored = duplicates = 0
         mark = time.perf_counter()
         for sink in self.sinks:
             try:
@@ -337,11 +369,12 @@ class Pipeline:
                     stored += 1
                     log.info("signal stored", plugin=sink.name, direction=signal.direction, bar_time=signal.bar_time.isoformat())
                 else:
+                    duplicates += 1
                     log.info("signal already stored; not duplicated", plugin=sink.name, bar_time=signal.bar_time.isoformat())
             except Exception as exc:
                 log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
         signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
-        return stored
+        return stored, duplicates
 
     def run_info(self) -> RunInfo:
         from . import __version__
@@ -377,13 +410,19 @@ class Pipeline:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run(self, iterations: int | None = None, symbols: list[str] | None = None, stop: threading.Event | None = None) -> list[Signal]:
-        """Run the main loop; returns the signals produced (stored or not)."""
+    def run(
+        self, iterations: int | None = None, symbols: list[str] | None = None, stop: threading.Event | None = None,
+        on_signal: Callable[[Signal], None] | None = None,
+    ) -> "RunOutcome":
+        """Run the main loop; returns what it did, counted. `on_signal` sees each signal after the sinks.
+
+        No signal is kept: memory stays flat however long the run (a caller that wants them collects them).
+        """
         stop = stop or threading.Event()
         symbols = symbols or self.config.engine.symbols
         live = any(feed.live for feed in self.feeds.values())
         ended: set[str] = set()
-        produced: list[Signal] = []
+        outcome = RunOutcome()
         log = get_logger(run_id=self.run_id)
         log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config_hash)
         # A stop request closes the live feeds and the primary synthesizer at once: their rate-limit
@@ -434,9 +473,11 @@ class Pipeline:
                             continue
                         if signal is None:
                             continue
-                        self.store(signal)
+                        outcome.count(*self.store(signal))
                         self._log_signal(signal)
-                        produced.append(signal)
+                        if on_signal is not None:
+                            on_signal(signal)
+                        del signal
                     if live and (iterations is None or iteration < iterations):
                         stop.wait(max(0.0, self.config.engine.interval_seconds - (time.monotonic() - started)))
             if stop.is_set():
@@ -444,8 +485,8 @@ class Pipeline:
         finally:
             finished.set()
             self.close()
-            log.info("run stopped", signals=len(produced))
-        return produced
+            log.info("run stopped", **outcome.as_fields())
+        return outcome
 
     def _close_feeds_on(self, stop: threading.Event, finished: threading.Event) -> None:
         while not stop.wait(0.2):

@@ -19,6 +19,7 @@ import pytest
 
 import v7
 from v7.core import hookspecs
+from v7.testing import collect_signals
 from v7.core.candles import read_candles_csv
 from v7.core.config import validate_config
 from v7.core.engine import Pipeline, run_theory
@@ -229,7 +230,7 @@ def test_the_examples_run_together_as_a_pipeline(examples, tmp_path):
         "sinks": {"enabled": [names["sink"]], names["sink"]: {"path": str(stored)}},
     }
     config = validate_config(raw, registry)
-    signals = Pipeline.build(config, registry).run(iterations=1)
+    signals = collect_signals(Pipeline.build(config, registry), iterations=1)
 
     assert sorted(s.symbol for s in signals) == ["BTC-USD", "ETH-USD"]
     for signal in signals:
@@ -241,5 +242,5 @@ def test_the_examples_run_together_as_a_pipeline(examples, tmp_path):
     assert len(lines) == 1 + 2 and lines[0].startswith("symbol,")  # a header, then one row per signal
 
     # The same config over the same bars stores nothing twice.
-    Pipeline.build(validate_config(raw, registry), registry).run(iterations=1)
+    collect_signals(Pipeline.build(validate_config(raw, registry), registry), iterations=1)
     assert stored.read_text().splitlines() == lines

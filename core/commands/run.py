@@ -40,9 +40,9 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     signals.signal(signals.SIGINT, request_stop)
     signals.signal(signals.SIGTERM, request_stop)
     try:
-        produced = pipeline.run(iterations=iterations, symbols=chosen, stop=stop)
+        outcome = pipeline.run(iterations=iterations, symbols=chosen, stop=stop)
     except StartupError as exc:
         fail(str(exc))
     except Exception as exc:  # opening a sink, for instance: a clear message, no traceback
         fail(f"run failed: {type(exc).__name__}: {exc}")
-    click.echo(f"{len(produced)} signal(s) produced.", err=True)
+    click.echo(f"{outcome.describe()}.", err=True)

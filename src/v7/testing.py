@@ -102,8 +102,14 @@ def run_pipeline(config: dict[str, Any], plugins: Iterable[Any] = (), iterations
 
     registry = registry_with(*plugins, installed=True)
     validated = validate_config(config, registry, where="<test config>")
-    pipeline = Pipeline.build(validated, registry)
-    return pipeline.run(iterations=iterations, symbols=symbols)
+    return collect_signals(Pipeline.build(validated, registry), iterations=iterations, symbols=symbols)
+
+
+def collect_signals(pipeline: Any, **run_options: Any) -> "list[Signal]":
+    """`pipeline.run(**run_options)`, keeping every signal it produced (a run itself keeps none)."""
+    signals: "list[Signal]" = []
+    pipeline.run(on_signal=signals.append, **run_options)
+    return signals
 
 
 # -- the pytest plugin --------------------------------------------------------------------------

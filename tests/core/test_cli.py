@@ -37,7 +37,12 @@ def test_default_config_run_stores_six_signals(tmp_path):
     assert "hurst" in json.loads(results[0][6])
     # The log shows each theory's headline and the time each stage took.
     assert "hurst_exponent: " in result.stderr and "timings_ms=" in result.stderr
-    assert "6 signal(s) produced." in result.stderr
+    assert "6 signal(s) produced, 6 stored, 0 already stored, 0 not stored by any sink." in result.stderr
+
+    # The same config over the same bars stores nothing twice, and the closing line says so.
+    again = run_v7("run", "--config", "config.toml", "--iterations", "3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "6 signal(s) produced, 0 stored, 6 already stored, 0 not stored by any sink." in again.stderr
 
 
 def test_json_logs_are_bound_to_symbol_and_plugin(tmp_path):

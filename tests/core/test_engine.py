@@ -10,6 +10,7 @@ import pytest
 
 from plugin_samples import SamplePlugin
 from v7 import Feed, Sink, Synthesizer, hookimpl
+from v7.testing import collect_signals
 from v7.core.candles import read_candles_csv
 from v7.core.config import validate_config
 from v7.core.engine import Pipeline, run_theory
@@ -103,7 +104,7 @@ def test_config_order_is_the_order_everywhere(registry, tmp_path):
     orders = (["kalman_filter", "monte_carlo", "hurst_exponent"], ["hurst_exponent", "kalman_filter", "monte_carlo"])
     for index, order in enumerate(orders):
         pipeline = pipeline_for(registry, tmp_path / str(index), order)
-        signals = pipeline.run(iterations=1)
+        signals = collect_signals(pipeline, iterations=1)
         assert [r.theory for r in signals[0].theory_results] == order
         prompt = signals[0].prompt
         positions = [prompt.index(f"### {name}") for name in order]
@@ -130,7 +131,7 @@ def test_one_failing_sink_does_not_stop_the_others(registry, tmp_path, capsys):
 
     configure_logging("info", json_lines=True)
     pipeline = pipeline_for(registry, tmp_path, ["constant"], sinks={"enabled": ["broken", "sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}})
-    signals = pipeline.run(iterations=2)
+    signals = collect_signals(pipeline, iterations=2)
     assert len(signals) == 2
     rows = sqlite3.connect(tmp_path / "v7.db").execute("SELECT count(*) FROM signals").fetchone()[0]
     assert rows == 2
@@ -140,8 +141,8 @@ def test_one_failing_sink_does_not_stop_the_others(registry, tmp_path, capsys):
 
 
 def test_same_bar_same_config_is_stored_once(registry, tmp_path):
-    first = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=2)
-    second = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=2)
+    first = collect_signals(pipeline_for(registry, tmp_path, ["constant"]), iterations=2)
+    second = collect_signals(pipeline_for(registry, tmp_path, ["constant"]), iterations=2)
     assert [s.bar_time for s in first] == [s.bar_time for s in second]
     db = sqlite3.connect(tmp_path / "v7.db")
     assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == 2
@@ -149,7 +150,7 @@ def test_same_bar_same_config_is_stored_once(registry, tmp_path):
 
 
 def test_replay_steps_one_bar_per_iteration(registry, tmp_path):
-    signals = pipeline_for(registry, tmp_path, ["constant"]).run(iterations=3)
+    signals = collect_signals(pipeline_for(registry, tmp_path, ["constant"]), iterations=3)
     times = [int(s.bar_time.timestamp()) for s in signals]
     assert [b - a for a, b in zip(times, times[1:])] == [3600, 3600]
     assert all(s.theory_results[0].metrics["bars"] == 400 for s in signals)
@@ -188,7 +189,7 @@ def test_fifty_symbols_fetch_concurrently_not_serially(registry, tmp_path):
     SlowFeed.history = read_candles_csv(BTC_CSV, "BTC-USD")
     pipeline = Pipeline.build(validate_config(raw, registry), registry)
     started = time.monotonic()
-    signals = pipeline.run(iterations=1)
+    signals = collect_signals(pipeline, iterations=1)
     elapsed = time.monotonic() - started
     assert [s.symbol for s in signals] == symbols  # stored in config order
     assert max(SlowFeed.calls) - min(SlowFeed.calls) < 1.0  # all 50 answered within one "round trip" or so
@@ -238,7 +239,7 @@ def test_a_replay_that_yields_nothing_stops_instead_of_spinning(registry, tmp_pa
     }
     pipeline = Pipeline.build(validate_config(raw, registry), registry)
     started = time.monotonic()
-    assert pipeline.run() == []  # no --iterations: it must end by itself
+    assert collect_signals(pipeline) == []  # no --iterations: it must end by itself
     assert time.monotonic() - started < 10
 
 
@@ -288,7 +289,7 @@ def test_a_stop_request_interrupts_a_live_feed_waiting_in_backoff(registry, tmp_
     stop = threading.Event()
     threading.Timer(1.5, stop.set).start()
     started = time.monotonic()
-    signals = pipeline.run(stop=stop)
+    signals = collect_signals(pipeline, stop=stop)
     assert len(signals) == 1  # the first iteration's signal was stored
     assert time.monotonic() - started < 10  # not the feed's 120 s wait
 
@@ -300,6 +301,21 @@ def test_replay_refuses_data_of_another_granularity(registry, tmp_path):
         "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(tmp_path / "v7.db")}},
     }
     pipeline = Pipeline.build(validate_config(raw, registry), registry)
-    assert pipeline.run() == []  # skipped with a clear log line, then stopped: nothing mislabelled
+    assert collect_signals(pipeline) == []  # skipped with a clear log line, then stopped: nothing mislabelled
     with pytest.raises(ValueError, match="3600 s apart, but engine.granularity is '1d'"):
         pipeline.feeds["replay"].fetch_candles("BTC-USD", "1d", 100)
+
+
+def test_a_run_keeps_no_signal_in_memory(registry, tmp_path):
+    """Memory stays flat over a long run: once the sinks and `on_signal` have seen a signal, nothing holds it."""
+    import gc
+    import weakref
+
+    pipeline = pipeline_for(registry, tmp_path, ["constant"])
+    seen: list[weakref.ref] = []
+    outcome = pipeline.run(iterations=20, on_signal=lambda signal: seen.append(weakref.ref(signal)))
+    gc.collect()
+    assert outcome.produced == len(seen) == 20 * len(pipeline.config.engine.symbols)
+    assert outcome.stored == outcome.produced and outcome.not_stored == 0
+    alive = [ref for ref in seen if ref() is not None]
+    assert not alive, f"{len(alive)} signal(s) still referenced after the run"

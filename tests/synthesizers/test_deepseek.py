@@ -27,6 +27,7 @@ from fakes.openai_server import (
 from helpers import run_v7
 from plugin_samples import SamplePlugin
 from v7 import SynthesisFailed, SynthesisRequest
+from v7.testing import collect_signals
 from v7.core.config import ConfigError, validate_config
 from v7.core.engine import Pipeline
 from v7.core.logs import configure_logging
@@ -112,7 +113,7 @@ def text_cells(path: Path) -> list[str]:
 
 
 def run_one(registry, tmp_path, server, **overrides) -> dict:
-    signals = build(registry, tmp_path, server, **overrides).run(iterations=1)
+    signals = collect_signals(build(registry, tmp_path, server, **overrides), iterations=1)
     assert len(signals) == 1
     rows = stored_signals(tmp_path / "v7.db")
     assert len(rows) == 1
@@ -242,7 +243,7 @@ def test_a_stop_request_ends_a_retry_wait_and_the_fallback_answers(registry, tmp
     stop = threading.Event()
     threading.Timer(1.0, stop.set).start()
     started = time.monotonic()
-    signals = pipeline.run(stop=stop)
+    signals = collect_signals(pipeline, stop=stop)
     assert time.monotonic() - started < 15  # not the 60 s retry-after
     assert len(signals) == 1 and server.request_count == 1
     assert signals[0].synthesizer == "consensus"
@@ -325,15 +326,15 @@ def test_the_key_env_var_name_is_configurable(registry, tmp_path, server, monkey
 
 def test_a_v1_base_url_works_too(registry, tmp_path, server, api_key):
     server.script(answer("SELL", 0.6))
-    row = build(registry, tmp_path, server, base_url=server.base_url + "/v1").run(iterations=1)[0]
+    row = collect_signals(build(registry, tmp_path, server, base_url=server.base_url + "/v1"), iterations=1)[0]
     assert row.synthesizer == "deepseek"
     assert server.requests[0].path == "/v1/chat/completions"
 
 
 def test_the_same_prompt_twice_is_one_request(registry, tmp_path, server, api_key, logs):
     server.script(answer("SELL", 0.66, "Cached reasoning."))
-    first = build(registry, tmp_path, server, db="first.db").run(iterations=1)[0]
-    second = build(registry, tmp_path, server, db="second.db").run(iterations=1)[0]  # a replay of the same bar
+    first = collect_signals(build(registry, tmp_path, server, db="first.db"), iterations=1)[0]
+    second = collect_signals(build(registry, tmp_path, server, db="second.db"), iterations=1)[0]  # a replay of the same bar
     assert first.prompt == second.prompt
     assert server.request_count == 1
     assert (second.synthesizer, second.direction, second.confidence, second.reasoning) == ("deepseek", "SELL", 0.66, "Cached reasoning.")
@@ -346,19 +347,19 @@ def test_the_same_prompt_twice_is_one_request(registry, tmp_path, server, api_ke
 
 
 def test_cache_disabled_sends_every_time(registry, tmp_path, server, api_key):
-    build(registry, tmp_path, server, db="first.db", cache_enabled=False).run(iterations=1)
-    build(registry, tmp_path, server, db="second.db", cache_enabled=False).run(iterations=1)
+    collect_signals(build(registry, tmp_path, server, db="first.db", cache_enabled=False), iterations=1)
+    collect_signals(build(registry, tmp_path, server, db="second.db", cache_enabled=False), iterations=1)
     assert server.request_count == 2
 
 
 def test_a_different_temperature_is_a_different_cache_entry(registry, tmp_path, server, api_key):
-    build(registry, tmp_path, server, db="first.db").run(iterations=1)
-    build(registry, tmp_path, server, db="second.db", temperature=0.7).run(iterations=1)
+    collect_signals(build(registry, tmp_path, server, db="first.db"), iterations=1)
+    collect_signals(build(registry, tmp_path, server, db="second.db", temperature=0.7), iterations=1)
     assert server.request_count == 2
 
 
 def test_daily_cost_budget_hands_over_to_the_fallback(registry, tmp_path, server, api_key, logs):
-    signals = build(registry, tmp_path, server, daily_cost_budget=0.0001).run(iterations=3)
+    signals = collect_signals(build(registry, tmp_path, server, daily_cost_budget=0.0001), iterations=3)
     assert server.request_count == 1  # the first call (0.0001036 USD) used the budget up
     assert [s.synthesizer for s in signals] == ["deepseek", "consensus", "consensus"]
     reason = signals[1].fallback_reason
@@ -366,15 +367,15 @@ def test_daily_cost_budget_hands_over_to_the_fallback(registry, tmp_path, server
     assert signals[1].attempts == 0
     assert "daily budget reached" in logs()
     # The spend survives a restart: a new pipeline on the same file is still over budget.
-    again = build(registry, tmp_path, server, db="again.db", daily_cost_budget=0.0001).run(iterations=3)
+    again = collect_signals(build(registry, tmp_path, server, db="again.db", daily_cost_budget=0.0001), iterations=3)
     assert server.request_count == 1 and again[0].synthesizer == "deepseek"  # bar 1 comes from the cache
     assert [s.synthesizer for s in again[1:]] == ["consensus", "consensus"]
 
 
 def test_daily_token_budget(registry, tmp_path, server, api_key):
-    signals = build(registry, tmp_path, server, daily_token_budget=1000).run(iterations=2)
+    signals = collect_signals(build(registry, tmp_path, server, daily_token_budget=1000), iterations=2)
     assert server.request_count == 2  # 640 tokens after the first call: still under 1,000
-    signals += build(registry, tmp_path, server, db="more.db", daily_token_budget=1000).run(iterations=3)
+    signals += collect_signals(build(registry, tmp_path, server, db="more.db", daily_token_budget=1000), iterations=3)
     assert server.request_count == 2
     assert signals[-1].fallback_reason.startswith("daily token budget of 1000 tokens reached (used 1280 tokens on ")
 
@@ -398,7 +399,7 @@ def test_a_budget_holds_when_many_symbols_synthesize_at_once(registry, tmp_path,
 
 
 def test_concurrent_symbols_share_one_synthesizer(registry, tmp_path, server, api_key):
-    signals = build(registry, tmp_path, server, symbols=("BTC-USD", "ETH-USD")).run(iterations=2)
+    signals = collect_signals(build(registry, tmp_path, server, symbols=("BTC-USD", "ETH-USD")), iterations=2)
     assert len(signals) == 4 and {s.synthesizer for s in signals} == {"deepseek"}
     assert server.request_count == 4
     assert len(stored_signals(tmp_path / "v7.db")) == 4
