@@ -133,6 +133,11 @@ class Feed(Component):
     def fetch_context(self, symbol: str) -> MarketContext | None:
         raise NotImplementedError(f"feed {self.name!r} does not provide market context")
 
+    def check_symbols(self, symbols: list[str], granularity: str) -> list[str]:
+        """Problems, one line each, that make these symbols unusable with this feed (checked by `v7 config check`
+        and before `v7 run` fetches anything); [] when the feed cannot tell without fetching."""
+        return []
+
     def fetch_history(self, symbol: str, granularity: str, start: datetime | None, end: datetime | None) -> CandleSeries:
         """Optional: every closed candle from `start` to `end` (UTC, inclusive; None = open), oldest first.
 

@@ -220,6 +220,17 @@ class Pipeline:
                 f"{kind} plugin {name!r} (distribution {component.source.distribution}) failed to start: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def check_symbols(self, symbols: list[str] | None = None) -> list[str]:
+        """What the enabled feeds say is wrong with the symbols to run, before anything is fetched."""
+        symbols = symbols or self.config.engine.symbols
+        problems = []
+        for name, feed in self.feeds.items():
+            try:
+                problems.extend(feed.check_symbols(list(symbols), self.config.engine.granularity))
+            except Exception as exc:  # a broken check must not hide the others
+                problems.append(f"feed {name!r} could not check the symbols: {type(exc).__name__}: {exc}")
+        return problems
+
     # -- stages ------------------------------------------------------------------------------
 
     def analyze(self, candles: CandleSeries) -> list[TheoryResult]:

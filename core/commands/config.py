@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import CONFIG_HELP, Context, load
+from .common import CONFIG_HELP, Context, fail, load
 
 
 @click.group()
@@ -20,7 +20,19 @@ def config() -> None:
 @click.pass_obj
 def config_check(ctx: Context, config_path: str) -> None:
     """Validate a config against the installed plugins; exit status 2 on any problem."""
-    _, cfg = load(ctx, config_path)
+    registry, cfg = load(ctx, config_path)
+    from ..engine import Pipeline, StartupError
+
+    try:
+        feeds = Pipeline.build(cfg, registry, kinds=("feed",))
+    except StartupError as exc:
+        fail(str(exc))
+    try:
+        problems = feeds.check_symbols()
+    finally:
+        feeds.close()
+    if problems:
+        fail(f"{config_path}: the feeds cannot serve the configured symbols:\n  - " + "\n  - ".join(problems))
     summary = ", ".join(f"{kind}: {' → '.join(names) or '-'}" for kind, names in cfg.enabled.items())
     click.echo(f"{config_path}: OK ({summary}; config hash {cfg.config_hash()})")
 

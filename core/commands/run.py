@@ -27,6 +27,10 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
         pipeline = Pipeline.build(config, registry)
     except StartupError as exc:
         fail(str(exc))
+    problems = pipeline.check_symbols(chosen)
+    if problems:
+        pipeline.close()
+        fail("the feeds cannot serve these symbols:\n  - " + "\n  - ".join(problems))
 
     stop = threading.Event()
 

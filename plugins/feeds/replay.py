@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from v7 import CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv, unix_seconds
+from v7 import CandleDataError, CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv, unix_seconds
 
 
 class ReplayConfig(PluginConfig):
@@ -78,6 +78,8 @@ class ReplayFeed(Feed):
 
             path = self._source_file(symbol)
             history = read_candles_csv(path, symbol, granularity)
+            if len(history) == 0:  # a header-only or all-invalid file: the message `v7 analyze` gives
+                raise CandleDataError(f"{path}: no valid candles")
             if len(history) > 1:
                 # Hourly data replayed as `1d` would mislabel every signal: refuse it.
                 step = int(np.median(np.diff(history.timestamp)))
@@ -88,6 +90,25 @@ class ReplayFeed(Feed):
                     )
             self._history[symbol] = history
         return self._history[symbol]
+
+    def check_symbols(self, symbols: list[str], granularity: str) -> list[str]:
+        """Problems that would make the replay of these symbols wrong: a missing file, one file for several symbols."""
+        path = self.config.path or bundled_candles_dir()
+        if not path.is_dir():
+            if len(symbols) > 1:
+                return [
+                    f"replay: path {path} is one file, so it holds one symbol's candles, but {len(symbols)} symbols are "
+                    f"configured ({', '.join(symbols)}): every one would be replayed at the same prices. Point path at a "
+                    "folder of <SYMBOL>.csv files, or configure one symbol"
+                ]
+            return []
+        problems = []
+        for symbol in symbols:
+            try:
+                self._source_file(symbol)
+            except FileNotFoundError as exc:
+                problems.append(f"replay: {exc}")
+        return problems
 
     def fetch_candles(self, symbol: str, granularity: str, lookback: int) -> CandleSeries | None:
         import numpy as np

@@ -189,3 +189,44 @@ def test_replay_history_ignores_the_replays_own_start(btc):
 def test_replay_history_refuses_a_mismatched_granularity():
     with pytest.raises(ValueError, match="candles are 3600 s apart, but engine.granularity is '1d'"):
         ReplayFeed().fetch_history("ETH-USD", "1d", None, None)
+
+
+# -- issue #11: replay data that cannot be right is refused with a clear message ------------------------------
+
+
+def test_one_csv_file_for_several_symbols_is_refused_before_anything_runs(tmp_path):
+    import shutil
+
+    from helpers import BTC_CSV, run_v7
+
+    shutil.copy(BTC_CSV, tmp_path / "btc.csv")
+    (tmp_path / "config.toml").write_text(
+        '[engine]\nsymbols = ["BTC-USD", "ETH-USD", "DOGE-USD"]\n[feeds.replay]\npath = "btc.csv"\n[sinks.sqlite]\npath = "v7.db"\n'
+    )
+    for command in (["run", "--config", "config.toml", "--iterations", "1"], ["config", "check", "--config", "config.toml"]):
+        done = run_v7(*command, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "path btc.csv is one file" in done.stderr and "BTC-USD, ETH-USD, DOGE-USD" in done.stderr
+    assert not (tmp_path / "v7.db").exists()  # nothing stored at BTC's prices for ETH and DOGE
+    (tmp_path / "one.toml").write_text('[engine]\nsymbols = ["BTC-USD"]\n[feeds.replay]\npath = "btc.csv"\n[sinks.sqlite]\npath = "v7.db"\n')
+    assert run_v7("config", "check", "--config", "one.toml", cwd=tmp_path).returncode == 0
+
+
+def test_a_symbol_missing_from_the_replay_data_fails_config_check(tmp_path):
+    from helpers import run_v7
+
+    (tmp_path / "config.toml").write_text('[engine]\nsymbols = ["BTC-USD", "DOGE-USD"]\n')
+    done = run_v7("config", "check", "--config", "config.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no candles for DOGE-USD" in done.stderr and "available: BTC-USD, ETH-USD" in done.stderr
+
+
+def test_a_header_only_csv_names_the_file_instead_of_an_index_error(tmp_path):
+    from v7 import CandleDataError
+    from v7.plugins.feeds.replay import ReplayConfig, ReplayFeed
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("timestamp,open,high,low,close,volume\n")
+    feed = ReplayFeed(ReplayConfig(path=empty))
+    with pytest.raises(CandleDataError, match=r"empty\.csv: no valid candles"):
+        feed.fetch_candles("BTC-USD", "1h", 100)
