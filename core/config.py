@@ -306,7 +306,11 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     if not isinstance(section, dict):
         problems.append(f"{where}: synthesizer: got {_describe(section)}; expected a table")
         section = {}
-    offline = [name for name in registry.names("synthesizer") if registry.get("synthesizer", name).cls.offline]
+    # Offline synthesizers, V7's own first: installing another offline one never changes the default silently.
+    offline = sorted(
+        (name for name in registry.names("synthesizer") if registry.get("synthesizer", name).cls.offline),
+        key=lambda name: (registry.get("synthesizer", name).source.distribution != "v7", name),
+    )
     config.synthesizer = section.get("use", offline[0] if offline else "")
     if config.synthesizer == "":
         problems.append(f"{where}: synthesizer.use: missing, and no installed synthesizer declares itself offline to be the default")

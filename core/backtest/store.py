@@ -38,8 +38,34 @@ def result_sink(config: V7Config, registry: "Registry", name: str | None = None)
     )
 
 
+def keeps_backtests(reader: SignalReader) -> bool:
+    """True when the reader's store can keep backtest results (it implements `save_backtest`)."""
+    return type(reader).save_backtest is not SignalReader.save_backtest
+
+
 def open_results(config: V7Config, registry: "Registry", sink: str | None = None, location: str | None = None) -> SignalReader:
-    """A reader of the result sink's store: the configured one, or the one at `location` (`--db`)."""
+    """A reader of the result sink's store: `sink`, else the first enabled readable sink that keeps
+    backtest results (a jsonl file before a database does not capture them); `location` is `--db`."""
+    if sink is None and location is None:
+        first: SignalReader | None = None
+        for enabled in config.enabled.get("sink", []):
+            component = registry.get("sink", enabled)
+            if component is None or not component.cls.supports("reader"):
+                continue
+            try:
+                reader = component.cls(config.plugin_config("sink", enabled) or component.cls.Config()).reader()
+            except Exception:
+                continue
+            if keeps_backtests(reader):
+                if first is not None:
+                    first.close()
+                return reader
+            if first is None:
+                first = reader
+            else:
+                reader.close()
+        if first is not None:
+            return first  # storing then says which sink cannot keep results
     component = result_sink(config, registry, sink)
     cls = component.cls
     try:

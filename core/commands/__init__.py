@@ -5,6 +5,7 @@ Every command module imports only click at module level, so `v7 --help` stays fa
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 
 import click
@@ -28,6 +29,16 @@ def register_builtin_commands(group: click.Group) -> None:
             group.add_command(getattr(module, name))
 
 
+def _config_argument(argv: list[str]) -> str | None:
+    """The `--config FILE` of the command line, read before click parses it: its `[plugins] blocked` applies to commands too."""
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def register_plugin_commands(group: click.Group) -> None:
     """Let installed plugins add commands (the `register_commands(cli)` hook), each in its own try.
 
@@ -40,9 +51,9 @@ def register_plugin_commands(group: click.Group) -> None:
     import pluggy
 
     from .. import hookspecs
-    from .common import blocked_plugins
+    from .common import blocked_plugins, raw_config
 
-    blocked = blocked_plugins()
+    blocked = blocked_plugins(raw_config(_config_argument(sys.argv[1:])))
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):

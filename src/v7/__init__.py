@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "TheoryResult": "v7.core.models",
     "TokenUsage": "v7.core.models",
     "analyze": "v7.core.api",
+    "signals_frame": "v7.core.commands.export",
     "__version__": "v7.core",
 }
 
@@ -90,6 +91,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from v7.core import __version__
     from v7.core.api import analyze
+    from v7.core.commands.export import signals_frame
     from v7.core.candles import CandleDataError, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
         Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,

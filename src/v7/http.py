@@ -298,7 +298,7 @@ class JsonHttpClient:
                         raise FeedResponseError(scrub(str(exc), secrets), status) from None
                 message = scrub(describe_body(response.text), secrets)
                 if status == 429:
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    retry_after = parse_retry_after(response.headers)
                     if retry_after is not None and retry_after > self.retry.max_retry_after:
                         raise FeedRateLimitedError(
                             f"{what}: HTTP 429 rate limited; the server asks to wait {retry_after:g} s, more than "

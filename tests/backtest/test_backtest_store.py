@@ -59,3 +59,20 @@ def test_compare_names_the_differing_settings_and_warns_of_different_ranges(regi
     assert sa.start != sb.start
     assert f"BTC-USD A {sa.start:%Y-%m-%dT%H:%M:%SZ} → {sa.end:%Y-%m-%dT%H:%M:%SZ}" in warning
     assert f"B {sb.start:%Y-%m-%dT%H:%M:%SZ}" in warning
+
+
+def test_results_go_to_the_first_enabled_sink_that_keeps_them(tmp_path):
+    """A jsonl sink listed before sqlite can read signals but keeps no backtests: results go to sqlite."""
+    from v7.core.backtest.store import keeps_backtests, open_results
+    from v7.core.config import validate_config
+    from v7.core.registry import load_registry
+
+    registry = load_registry()
+    raw = {"sinks": {"enabled": ["jsonl", "sqlite"], "jsonl": {"path": str(tmp_path / "s.jsonl")},
+                     "sqlite": {"path": str(tmp_path / "v7.db")}}}
+    reader = open_results(validate_config(raw, registry), registry)
+    try:
+        assert keeps_backtests(reader)
+        assert reader.location.endswith("v7.db")
+    finally:
+        reader.close()

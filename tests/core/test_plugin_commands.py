@@ -72,3 +72,14 @@ def test_the_config_can_block_a_plugin(tmp_path):
     assert "must never be imported" not in done.stderr
     rows = {r["name"]: r for r in json.loads(run_v7("plugins", "--json", "--config", str(config), cwd=tmp_path, extra_path=site).stdout)}
     assert rows["bomb"]["error"].startswith("blocked")
+
+
+def test_a_plugin_blocked_in_the_config_adds_no_command_and_is_not_imported(tmp_path):
+    source = COMMAND_PLUGIN + "\n    import pathlib\n    pathlib.Path('imported.flag').write_text('yes')\n"
+    site = make_distribution(tmp_path / "site", "v7-hello", "1.0", {"hello": "v7_hello"}, {"v7_hello": source})
+    (tmp_path / "config.toml").write_text('[plugins]\nblocked = ["hello"]\n')
+    done = run_v7("config", "check", "--config", "config.toml", cwd=tmp_path, extra_path=site)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "imported.flag").exists()
+    listing = run_v7("--help", cwd=tmp_path, extra_path=site)
+    assert "hello" in listing.stdout and (tmp_path / "imported.flag").exists()  # unblocked without that config
