@@ -414,7 +414,13 @@ class Pipeline:
     def _log_signal(self, signal: Signal) -> None:
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
         for result in signal.theory_results:
-            log.info(result.headline(), plugin=result.theory, status=result.status, elapsed_ms=round(result.elapsed_ms, 2))
+            # A constant event with the values as fields, so JSON logs can be aggregated per theory.
+            value = next(iter(result.metrics.values()), None)
+            log.info(
+                "theory result", plugin=result.theory, theory=result.theory, status=result.status,
+                value=None if value is None else round(value, 6), label=result.label or None,
+                message=result.message, elapsed_ms=round(result.elapsed_ms, 2),
+            )
         log.info(
             "signal",
             direction=signal.direction,

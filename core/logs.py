@@ -22,7 +22,9 @@ def configure_logging(level: str = "info", json_lines: bool = False, stream: Any
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if json_lines:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        # Tracebacks as data, without local variables: a local can hold an API key.
+        tracebacks = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+        processors += [tracebacks, structlog.processors.JSONRenderer()]
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(

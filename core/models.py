@@ -192,13 +192,6 @@ class TheoryResult(BaseModel):
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def headline(self) -> str:
-        """The one-line form used in logs, e.g. `hurst_exponent: 0.612 (trending)`."""
-        if not self.ok:
-            return f"{self.theory}: {self.status} ({self.message})"
-        value = next(iter(self.metrics.values()), None)
-        shown = f"{value:.4g}" if value is not None else "-"
-        return f"{self.theory}: {shown} ({self.label})"
 
 
 class MarketContext(BaseModel):

@@ -35,8 +35,8 @@ def test_default_config_run_stores_six_signals(tmp_path):
     assert [r[1] for r in results[:5]] == THEORIES
     assert all(r[2] == "ok" for r in results), [r for r in results if r[2] != "ok"]
     assert "hurst" in json.loads(results[0][6])
-    # The log shows each theory's headline and the time each stage took.
-    assert "hurst_exponent: " in result.stderr and "timings_ms=" in result.stderr
+    # The log shows each theory result (its first metric as `value`) and the time each stage took.
+    assert "theory result" in result.stderr and "theory=hurst_exponent" in result.stderr and "timings_ms=" in result.stderr
     assert "6 signal(s) produced, 6 stored, 0 already stored, 0 not stored by any sink." in result.stderr
 
     # The same config over the same bars stores nothing twice, and the closing line says so.
@@ -55,6 +55,26 @@ def test_json_logs_are_bound_to_symbol_and_plugin(tmp_path):
     assert all(line["symbol"] == "ETH-USD" for line in theory_lines)
     signal_line = next(line for line in lines if line["event"] == "signal")
     assert set(signal_line["timings_ms"]) >= {"feed", "theories", "formatters", "synthesizer"}
+    # Constant event names, values as fields: logs aggregate per theory.
+    assert {line["event"] for line in theory_lines} == {"theory result"}
+    entropy = next(line for line in theory_lines if line["theory"] == "shannon_entropy")
+    assert isinstance(entropy["value"], float) and entropy["label"] and entropy["status"] == "ok"
+
+
+def test_json_tracebacks_carry_no_local_variables(capsys):
+    """A local variable can hold a key: the JSON renderer prints the traceback, never the locals."""
+    from v7.core.logs import configure_logging, get_logger
+
+    configure_logging("info", json_lines=True)
+    api_key = "sk-local-secret-0123456789"
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger().exception("failed")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+    assert api_key not in json.dumps(line)
+    del api_key
 
 
 def test_sigterm_stops_cleanly_and_every_logged_signal_is_stored(tmp_path):
