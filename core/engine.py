@@ -30,9 +30,17 @@ class RunOutcome:
     stored: int = 0
     already_stored: int = 0
     not_stored: int = 0
+    symbols: list[str] = field(default_factory=list)
+    with_signal: set[str] = field(default_factory=set)
 
-    def count(self, stored_by: int, duplicate_in: int) -> None:
+    @property
+    def silent_symbols(self) -> list[str]:
+        """Symbols that never produced a signal (no usable data, or every synthesizer failed)."""
+        return [s for s in self.symbols if s not in self.with_signal]
+
+    def count(self, symbol: str, stored_by: int, duplicate_in: int) -> None:
         self.produced += 1
+        self.with_signal.add(symbol)
         if stored_by:
             self.stored += 1
         elif duplicate_in:
@@ -327,7 +335,7 @@ class Pipeline:
         symbols = symbols or self.config.engine.symbols
         live = any(feed.live for feed in self.feeds.values())
         ended: set[str] = set()
-        outcome = RunOutcome()
+        outcome = RunOutcome(symbols=list(symbols))
         log = get_logger(run_id=self.run_id)
         log.info("run started", symbols=symbols, iterations=iterations, config_hash=self.config_hash)
         # A stop request closes the live feeds and the primary synthesizer at once: their rate-limit
@@ -378,7 +386,7 @@ class Pipeline:
                             continue
                         if signal is None:
                             continue
-                        outcome.count(*self.store(signal))
+                        outcome.count(symbol, *self.store(signal))
                         self._log_signal(signal)
                         if on_signal is not None:
                             on_signal(signal)

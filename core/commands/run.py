@@ -50,3 +50,7 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     except Exception as exc:  # opening a sink, for instance: a clear message, no traceback
         fail(f"run failed: {type(exc).__name__}: {exc}")
     click.echo(f"{outcome.describe()}.", err=True)
+    silent = outcome.silent_symbols
+    if silent and not stop.is_set():
+        # Exit 1: the run finished but did not do its job for these symbols (see the log for why).
+        fail(f"no signal for {', '.join(silent)}: the feed gave no usable data or no synthesizer answered (see the log above)", code=1)

@@ -166,3 +166,14 @@ def test_max_threads_caps_the_numeric_thread_pools(tmp_path):
     report = json.loads(out.stdout)
     assert report["env"] == "1"
     assert report["pools"] and all(n == 1 for n in report["pools"])
+
+
+def test_a_symbol_that_never_produced_a_signal_is_a_non_zero_exit(tmp_path):
+    (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n")
+    (tmp_path / "config.toml").write_text(
+        '[engine]\nsymbols = ["BTC-USD"]\n[feeds.replay]\npath = "empty.csv"\n[sinks.sqlite]\npath = "v7.db"\n'
+    )
+    done = run_v7("run", "--config", "config.toml", "--iterations", "1", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "empty.csv: no valid candles" in done.stderr  # the cause, with the file's name
+    assert "0 signal(s) produced" in done.stderr and "Error: no signal for BTC-USD" in done.stderr
