@@ -177,3 +177,11 @@ def test_a_symbol_that_never_produced_a_signal_is_a_non_zero_exit(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "empty.csv: no valid candles" in done.stderr  # the cause, with the file's name
     assert "0 signal(s) produced" in done.stderr and "Error: no signal for BTC-USD" in done.stderr
+
+
+def test_empty_symbols_option_is_an_error(tmp_path):
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    done = run_v7("run", "--config", "config.toml", "--symbols", "", "--iterations", "1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--symbols: got ''" in done.stderr
+    assert not (tmp_path / "v7.db").exists()
