@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .common import CONFIG_HELP, Context, fail, load
+from .common import CONFIG_HELP, Context, fail, load, terminal_width
 
 
 @click.command()
@@ -36,13 +36,21 @@ def analyze(ctx: Context, candles_path: str, config_path: str | None, symbol: st
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(width=terminal_width(), highlight=False)
+    # Below 120 columns metrics and interpretation leave the table and follow it, one theory per paragraph.
+    wide = console.width >= 120
     table = Table(title=f"{symbol}: {len(candles)} candles, last {candles.last_time:%Y-%m-%d %H:%M} UTC, close {candles.last_price:g}")
-    for column in ("theory", "status", "label", "bias", "confidence", "metrics", "interpretation"):
+    columns = ("theory", "status", "label", "bias", "confidence", *(("metrics", "interpretation") if wide else ()))
+    for column in columns:
         table.add_column(column, overflow="fold")
+    details = []
     for r in results:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items())
-        table.add_row(
-            r.theory, r.status, r.label, "-" if r.bias is None else f"{r.bias:+.3f}", f"{r.confidence:.2f}",
-            metrics, r.interpretation if r.ok else (r.message or ""),
-        )
-    Console(width=160).print(table)
+        reading = r.interpretation if r.ok else (r.message or "")
+        row = [r.theory, r.status, r.label, "-" if r.bias is None else f"{r.bias:+.3f}", f"{r.confidence:.2f}"]
+        table.add_row(*(row + [metrics, reading] if wide else row))
+        details.append(f"{r.theory}: {reading}" + (f"\n  {metrics}" if metrics else ""))
+    console.print(table)
+    if not wide:
+        for text in details:
+            console.print(text)

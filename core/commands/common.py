@@ -106,3 +106,10 @@ def plain_table(rows: list[tuple[str, ...]]) -> str:
     """Aligned columns without rich, which costs more to import than `v7 plugins` may take."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def terminal_width(default: int = 100) -> int:
+    """Columns of the terminal (`COLUMNS` wins); `default` when output is not a terminal. Tables fold to fit."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((default, 24)).columns)

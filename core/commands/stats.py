@@ -147,13 +147,13 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def render(data: dict[str, Any]) -> None:
-    """The terminal form of `SignalReader.summary()`'s result."""
-    import shutil
-
+    """The terminal form of `SignalReader.summary()`'s result, folded to the terminal's width."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(100, shutil.get_terminal_size((120, 24)).columns), highlight=False)
+    from .common import terminal_width
+
+    console = Console(width=terminal_width(), highlight=False)
     window = []
     if data["filter"]["hours"] is not None:
         window.append(f"created in the last {data['filter']['hours']:g} h")
@@ -178,7 +178,7 @@ def render(data: dict[str, Any]) -> None:
 
     table = Table(title="Symbols", title_justify="left")
     for column in ("symbol", "signals", "BUY", "SELL", "HOLD", "HOLD share", "mean confidence", "last bar", "last"):
-        table.add_column(column, justify="left" if column in ("symbol", "last bar", "last") else "right")
+        table.add_column(column, justify="left" if column in ("symbol", "last bar", "last") else "right", overflow="fold")
     for row in data["symbols"]:
         table.add_row(
             row["symbol"], str(row["signals"]), str(row["BUY"]), str(row["SELL"]), str(row["HOLD"]), _pct(row["hold_share"]),
@@ -195,18 +195,27 @@ def render(data: dict[str, Any]) -> None:
     console.print(table)
 
     table = Table(title="Theories", title_justify="left")
-    for column in ("theory", "results", "ok", "insuff.", "error", "error %", "insuff. %", "p50 ms", "p99 ms", "last error"):
+    # Counts and the last error take room an 80-column terminal does not have: rates stay, errors go below.
+    wide = console.width >= 110
+    columns = ("theory", "results", "ok", "insuff.", "error", "error %", "insuff. %", "p50 ms", "p99 ms") if wide else (
+        "theory", "results", "error %", "insuff. %", "p50 ms", "p99 ms")
+    for column in (*columns, "last error") if wide else columns:
         if column == "last error":
             table.add_column(column, overflow="fold", min_width=12)
         else:
-            table.add_column(column, justify="left" if column == "theory" else "right", no_wrap=True)
+            table.add_column(column, justify="left" if column == "theory" else "right", overflow="fold")
     for row in data["theories"]:
-        table.add_row(
-            row["theory"], str(row["results"]), str(row["ok"]), str(row["insufficient_data"]), str(row["error"]),
-            _pct(row["error_rate"]), _pct(row["insufficient_data_rate"]), _num(row["p50_ms"]), _num(row["p99_ms"]),
-            row["last_error"] or "-",
-        )
+        values = {
+            "theory": row["theory"], "results": str(row["results"]), "ok": str(row["ok"]), "insuff.": str(row["insufficient_data"]),
+            "error": str(row["error"]), "error %": _pct(row["error_rate"]), "insuff. %": _pct(row["insufficient_data_rate"]),
+            "p50 ms": _num(row["p50_ms"]), "p99 ms": _num(row["p99_ms"]), "last error": row["last_error"] or "-",
+        }
+        table.add_row(*(values[c] for c in ((*columns, "last error") if wide else columns)))
     console.print(table)
+    if not wide:
+        for row in data["theories"]:
+            if row["last_error"]:
+                console.print(f"last error of {row['theory']}: {row['last_error']}")
 
     table = Table(title="Latency per stage (ms)", title_justify="left")
     for column in ("stage", "signals", "p50", "p90", "p99", "max"):

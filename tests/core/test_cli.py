@@ -185,3 +185,17 @@ def test_empty_symbols_option_is_an_error(tmp_path):
     assert done.returncode == 2
     assert "--symbols: got ''" in done.stderr
     assert not (tmp_path / "v7.db").exists()
+
+
+def test_analyze_and_stats_fit_an_80_column_terminal(tmp_path):
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    assert run_v7("run", "--config", "config.toml", "--iterations", "1", cwd=tmp_path).returncode == 0
+    narrow = {"COLUMNS": "80"}
+    analyzed = run_v7("analyze", "--candles", str(BTC_CSV), cwd=tmp_path, env=narrow)
+    stats = run_v7("stats", "--config", "config.toml", cwd=tmp_path, env=narrow)
+    for done in (analyzed, stats):
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+        assert "…" not in done.stdout  # folded or moved below, never cut off
+    assert "hurst_exponent: H = " in analyzed.stdout  # the interpretation follows the table
