@@ -109,3 +109,15 @@ def series_from_frame(frame: "pd.DataFrame", symbol: str = "UNKNOWN-USD", granul
     if "timestamp" not in frame.columns and frame.index.name and str(frame.index.name).lower() in ("timestamp", "time", "date"):
         frame = frame.reset_index().rename(columns={frame.index.name: "timestamp"})
     return validate_candles(frame, symbol, granularity, source="DataFrame")
+
+
+def check_spacing(series: CandleSeries, granularity: str, source: str) -> None:
+    """Refuse candles whose usual spacing is not the granularity: hourly data read as `1d` mislabels every signal."""
+    import numpy as np
+
+    if len(series) < 2:
+        return
+    step = int(np.median(np.diff(series.timestamp)))
+    expected = GRANULARITY_SECONDS[granularity]
+    if step != expected:
+        raise CandleDataError(f"{source}: candles are {step} s apart, but engine.granularity is {granularity!r} ({expected} s)")

@@ -17,7 +17,7 @@ from .common import CONFIG_HELP, Context, fail, load, terminal_width
 @click.pass_obj
 def analyze(ctx: Context, candles_path: str, config_path: str | None, symbol: str, as_json: bool) -> None:
     """Run the enabled theories on the candles of a CSV file and print each result."""
-    from ..candles import CandleDataError, read_candles_csv
+    from ..candles import CandleDataError, check_spacing, read_candles_csv
     from ..engine import Pipeline, StartupError, limit_threads
 
     registry, config = load(ctx, config_path)
@@ -29,6 +29,10 @@ def analyze(ctx: Context, candles_path: str, config_path: str | None, symbol: st
         fail(str(exc))
     if len(candles) == 0:
         fail(f"{candles_path}: no valid candles")
+    try:
+        check_spacing(candles, config.engine.granularity, candles_path)
+    except CandleDataError as exc:
+        fail(str(exc))
     results = pipeline.analyze(candles.tail(config.engine.lookback))
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from v7 import CandleDataError, CandleSeries, EndOfData, Feed, PluginConfig, granularity_seconds, hookimpl, read_candles_csv, unix_seconds
+from v7 import CandleDataError, CandleSeries, check_spacing, EndOfData, Feed, PluginConfig, hookimpl, read_candles_csv, unix_seconds
 
 
 class ReplayConfig(PluginConfig):
@@ -74,20 +74,11 @@ class ReplayFeed(Feed):
 
     def _load(self, symbol: str, granularity: str) -> CandleSeries:
         if symbol not in self._history:
-            import numpy as np
-
             path = self._source_file(symbol)
             history = read_candles_csv(path, symbol, granularity)
             if len(history) == 0:  # a header-only or all-invalid file: the message `v7 analyze` gives
                 raise CandleDataError(f"{path}: no valid candles")
-            if len(history) > 1:
-                # Hourly data replayed as `1d` would mislabel every signal: refuse it.
-                step = int(np.median(np.diff(history.timestamp)))
-                expected = granularity_seconds(granularity)
-                if step != expected:
-                    raise ValueError(
-                        f"{path}: candles are {step} s apart, but engine.granularity is {granularity!r} ({expected} s)"
-                    )
+            check_spacing(history, granularity, str(path))
             self._history[symbol] = history
         return self._history[symbol]
 

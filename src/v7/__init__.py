@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "count_gaps": "v7.core.models",
     "CandleDataError": "v7.core.candles",
     "validate_candles": "v7.core.candles",
+    "check_spacing": "v7.core.candles",
     "read_candles_csv": "v7.core.candles",
     "series_from_frame": "v7.core.candles",
     "SeriesConfig": "v7.core.series_checks",
@@ -92,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core import __version__
     from v7.core.api import analyze
     from v7.core.commands.export import signals_frame
-    from v7.core.candles import CandleDataError, read_candles_csv, series_from_frame, validate_candles
+    from v7.core.candles import CandleDataError, check_spacing, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
         Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,
         SynthesisFailed, Synthesizer, Theory, TheoryConfig,

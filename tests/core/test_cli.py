@@ -199,3 +199,10 @@ def test_analyze_and_stats_fit_an_80_column_terminal(tmp_path):
         assert max(len(line) for line in lines) <= 80, max(lines, key=len)
         assert "…" not in done.stdout  # folded or moved below, never cut off
     assert "hurst_exponent: H = " in analyzed.stdout  # the interpretation follows the table
+
+
+def test_analyze_refuses_candles_spaced_unlike_the_granularity(tmp_path):
+    (tmp_path / "daily.toml").write_text('[engine]\ngranularity = "1d"\n')
+    done = run_v7("analyze", "--candles", str(BTC_CSV), "--config", "daily.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "candles are 3600 s apart, but engine.granularity is '1d'" in done.stderr and "BTC-USD.csv" in done.stderr
