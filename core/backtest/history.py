@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..config import V7Config
 from ..models import GRANULARITY_SECONDS, CandleSeries
@@ -65,7 +65,7 @@ def load_histories(
             except Exception as exc:
                 raise BacktestError(f"{symbol}: feed {name!r} could not provide history: {type(exc).__name__}: {exc}") from exc
             if series is None or len(series) == 0:
-                raise BacktestError(f"{symbol}: feed {name!r} returned no candles")
+                raise BacktestError(f"{symbol}: feed {name!r} returned no candles{_beyond_the_data(feed, symbol, granularity, start)}")
             out[symbol] = own_copy(series)
     finally:
         try:
@@ -112,3 +112,19 @@ def signal_range(history: CandleSeries, lookback: int, start: datetime | None, e
             f"{format_utc(int(history.timestamp[max(last, 0)]))} ({n} candles, lookback {lookback})"
         )
     return list(range(first, last + 1, step)), last
+
+
+def _beyond_the_data(feed: Any, symbol: str, granularity: str, start: datetime | None) -> str:
+    """When a start gave no candles: say whether it lies after the last bar the feed has."""
+    if start is None:
+        return ""
+    try:
+        everything = feed.fetch_history(symbol, granularity, None, None)
+    except Exception:
+        return ""
+    if everything is None or len(everything) == 0:
+        return ""
+    last = everything.last_time
+    if last < start:
+        return f": --start {format_utc(start)} is after the end of the data (last bar {format_utc(last)})"
+    return ""

@@ -42,3 +42,14 @@ def test_an_empty_range_is_a_clear_error(registry, btc):
     config = make_config(registry, backtest={"start": "2030-01-01T00:00:00Z"})
     with pytest.raises(BacktestError, match="no bars to backtest"):
         run_backtest(config, registry, histories={"BTC-USD": btc})
+
+
+def test_a_start_after_the_end_of_the_data_says_so(tmp_path):
+    import shutil
+
+    from helpers import REPO, run_v7
+
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    done = run_v7("backtest", "--config", "config.toml", "--start", "2030-01-01", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--start 2030-01-01T00:00:00Z is after the end of the data (last bar 2019-10-17T09:00:00Z)" in done.stderr
