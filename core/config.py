@@ -193,6 +193,17 @@ class V7Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def config_warnings(config: V7Config) -> list[str]:
+    """Settings that are valid but probably not meant: a run that stores nothing, or decides on nothing."""
+    where = str(config.path) if config.path else "<defaults>"
+    warnings = []
+    if not config.enabled.get("sink"):
+        warnings.append(f"{where}: sinks.enabled is empty: signals are computed and logged, but stored nowhere")
+    if not config.enabled.get("theory"):
+        warnings.append(f"{where}: theories.enabled is empty: every signal is decided without any theory")
+    return warnings
+
+
 def redact(data: Any, parent_key: str = "") -> Any:
     """Hide anything that looks like a secret; names of environment variables stay visible."""
     if isinstance(data, dict):

@@ -113,3 +113,11 @@ def terminal_width(default: int = 100) -> int:
     import shutil
 
     return max(40, shutil.get_terminal_size((default, 24)).columns)
+
+
+def warn_config(config: Any) -> None:
+    """Print what `config_warnings` finds, one `Warning:` line each (`v7 config check` and `v7 run`)."""
+    from ..config import config_warnings
+
+    for warning in config_warnings(config):
+        click.echo(f"Warning: {warning}", err=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import CONFIG_HELP, Context, fail, load
+from .common import CONFIG_HELP, Context, fail, load, warn_config
 
 
 @click.group()
@@ -21,6 +21,7 @@ def config() -> None:
 def config_check(ctx: Context, config_path: str) -> None:
     """Validate a config against the installed plugins; exit status 2 on any problem."""
     registry, cfg = load(ctx, config_path)
+    warn_config(cfg)
     from ..engine import Pipeline, StartupError
 
     try:

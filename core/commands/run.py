@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import CONFIG_HELP, Context, fail, load, parse_symbols
+from .common import CONFIG_HELP, Context, fail, load, parse_symbols, warn_config
 
 
 @click.command()
@@ -21,6 +21,7 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     from ..engine import Pipeline, StartupError, limit_threads
 
     registry, config = load(ctx, config_path)
+    warn_config(config)
     chosen = parse_symbols(symbols)
     limit_threads(config.engine.max_threads)
     try:

@@ -152,3 +152,14 @@ def test_transport_settings_do_not_change_the_config_hash(registry):
     other_model = {"feeds": base["feeds"], "synthesizer": {"use": "deepseek", "deepseek": {"model": "deepseek-reasoner"}}}
     a, b, c = (validate_config(raw, registry).config_hash() for raw in (base, tuned, other_model))
     assert a == b != c
+
+
+def test_no_sink_or_no_theory_is_a_warning_from_check_and_run(tmp_path):
+    from helpers import run_v7
+
+    (tmp_path / "config.toml").write_text('[engine]\nsymbols = ["BTC-USD"]\n[theories]\nenabled = []\n[sinks]\nenabled = []\n')
+    for command in (["config", "check", "--config", "config.toml"], ["run", "--config", "config.toml", "--iterations", "1"]):
+        done = run_v7(*command, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "Warning: config.toml: sinks.enabled is empty: signals are computed and logged, but stored nowhere" in done.stderr
+        assert "Warning: config.toml: theories.enabled is empty" in done.stderr
