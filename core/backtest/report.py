@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import create_private
 from ..timefmt import format_utc
 from .compute import BacktestRun
 from .scoring import equity_curves
@@ -16,6 +17,7 @@ def write_report(directory: Path, run: BacktestRun) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     summary = directory / "summary.json"
+    create_private(summary)
     summary.write_text(run.result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     written.append(summary)
     for symbol, signals in run.signals.items():
@@ -23,6 +25,7 @@ def write_report(directory: Path, run: BacktestRun) -> list[Path]:
             continue
         path = directory / f"signals-{symbol}.csv"
         theories = run.result.theories
+        create_private(path)
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["bar_time", "price", "direction", "confidence", "synthesizer", "fallback_reason", *(f"{t}_bias" for t in theories)])

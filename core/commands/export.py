@@ -120,6 +120,13 @@ def export(ctx: Any, config_path: str | None, sink_name: str | None, db_path: st
         raise
     except Exception as exc:
         read_failed(opened, exc)
+    if out is not None:
+        from ..files import create_private
+
+        try:
+            create_private(out)  # signals, reasoning and prompts: owner only
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}")
     target: Any = out if out is not None else sys.stdout
     try:
         if fmt == "csv":

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from pydantic import Field
 
-from v7 import NotSupported, PluginConfig, RunInfo, Signal, SignalQuery, SignalReader, Sink, StoredSignal, format_utc, hookimpl, parse_utc
+from v7 import PRIVATE_MODE, NotSupported, PluginConfig, RunInfo, Signal, SignalQuery, SignalReader, Sink, StoredSignal, format_utc, hookimpl, parse_utc
 
 
 class JsonlSinkError(RuntimeError):
@@ -64,7 +64,7 @@ class JsonlSink(Sink):
         path = Path(self.config.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_MODE)
             self._size, torn = self._load_keys(path)
         except OSError as exc:
             raise JsonlSinkError(f"jsonl sink: cannot open {self.where}: {exc.strerror or exc}") from exc

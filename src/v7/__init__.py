@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "parse_utc": "v7.core.timefmt",
     "unix_seconds": "v7.core.timefmt",
     "one_line": "v7.core.errors",
+    "create_private": "v7.core.files",
+    "PRIVATE_MODE": "v7.core.files",
     "quantile": "v7.core.numbers",
     "Candle": "v7.core.models",
     "CandleSeries": "v7.core.models",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SynthesisFailed, Synthesizer, Theory, TheoryConfig,
     )
     from v7.core.errors import one_line
+    from v7.core.files import PRIVATE_MODE, create_private
     from v7.core.hookspecs import hookimpl, hookspec
     from v7.core.logs import get_logger
     from v7.core.numbers import quantile

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from v7 import format_utc
+from v7 import create_private, format_utc
 
 SCHEMA_VERSION = 2
 
@@ -130,6 +130,8 @@ def describe(exc: BaseException) -> str:
 
 def connect(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     """A writer connection: WAL (readers never block it), synchronous=FULL (a commit is on disk), foreign keys on."""
+    if str(path) != ":memory:":
+        create_private(path)  # prompts and reasoning: owner only; SQLite gives -wal/-shm the same mode
     connection = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA journal_mode=WAL")

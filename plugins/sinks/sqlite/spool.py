@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from v7 import Signal
+from v7 import PRIVATE_MODE, Signal, create_private
 
 from .schema import is_retryable
 
@@ -48,7 +48,7 @@ class Spool:
     def _locked(self) -> Iterator[int]:
         """A descriptor of the current spool file, exclusively locked until the block ends."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_MODE)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -146,6 +146,7 @@ class Spool:
     def reject(self, *lines: bytes) -> None:
         """Append lines to the rejected file, kept for a person to look at; fsync'ed before returning."""
         created = not self.rejected_path.exists()
+        create_private(self.rejected_path)
         with self.rejected_path.open("ab") as handle:
             handle.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
             handle.flush()
