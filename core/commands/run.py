@@ -51,6 +51,11 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
     except Exception as exc:  # opening a sink, for instance: a clear message, no traceback
         fail(f"run failed: {type(exc).__name__}: {exc}")
     click.echo(f"{outcome.describe()}.", err=True)
+    if outcome.already_stored and not outcome.stored:
+        click.echo(
+            f"Note: every signal of this run was already stored for this config (hash {pipeline.config_hash}): "
+            "these bars were run before with the same settings, so nothing new was written.", err=True,
+        )
     silent = outcome.silent_symbols
     if silent and not stop.is_set():
         # Exit 1: the run finished but did not do its job for these symbols (see the log for why).

@@ -43,6 +43,7 @@ def test_default_config_run_stores_six_signals(tmp_path):
     again = run_v7("run", "--config", "config.toml", "--iterations", "3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "6 signal(s) produced, 0 stored, 6 already stored, 0 not stored by any sink." in again.stderr
+    assert "Note: every signal of this run was already stored for this config" in again.stderr
 
 
 def test_json_logs_are_bound_to_symbol_and_plugin(tmp_path):
