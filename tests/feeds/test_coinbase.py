@@ -268,9 +268,9 @@ def test_rate_of_10_per_second_is_respected_across_threads(coinbase_server, make
 # -- live WebSocket -------------------------------------------------------------------------
 
 
-def live_feed(make_coinbase, server, symbol="BTC-USD", lookback=100):
+def live_feed(make_coinbase, server, symbol="BTC-USD", lookback=100, **overrides):
     """A live feed that has fetched once, connected, subscribed and re-seeded its forming bar."""
-    feed = make_coinbase(live=True)
+    feed = make_coinbase(live=True, **overrides)
     feed.fetch_candles(symbol, "1h", lookback)
     assert feed.wait_until(lambda: symbol in feed.subscribed_products, 5)
     assert server.wait_until(lambda: server.subscribed(symbol), 5)
@@ -287,24 +287,24 @@ def test_live_price_and_forming_candle_from_ticks(coinbase_server, make_coinbase
     requests = len(coinbase_server.requests_to(CANDLES))
 
     base = float(seeded.close[-1])
-    coinbase_server.push_ticker("BTC-USD", base * 1.5, size=2.0)
-    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == round(base * 1.5, 2), 5)
+    coinbase_server.push_ticker("BTC-USD", base * 1.25, size=2.0)
+    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == round(base * 1.25, 2), 5)
     fresh = feed.fetch_candles("BTC-USD", "1h", 100)
 
     assert len(coinbase_server.requests_to(CANDLES)) == requests  # the ticks are the fresh data: no request
     assert len(fresh) == 100 and fresh.timestamp[-1] == CURRENT
-    assert fresh.close[-1] == round(base * 1.5, 2) and fresh.high[-1] == fresh.close[-1]
+    assert fresh.close[-1] == round(base * 1.25, 2) and fresh.high[-1] == fresh.close[-1]
     assert fresh.open[-1] == seeded.open[-1]  # the true open comes from REST
     assert fresh.volume[-1] == pytest.approx(seeded.volume[-1] + 2.0)
     assert np.array_equal(fresh.timestamp[:-1], seeded.timestamp[:-1])
 
     # The bucket closes: the closed bar comes from REST, the new forming bar starts from ticks.
     coinbase_server.advance(HOUR)
-    coinbase_server.push_ticker("BTC-USD", base * 1.4, size=1.0)
-    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == round(base * 1.4, 2), 5)
+    coinbase_server.push_ticker("BTC-USD", base * 1.2, size=1.0)
+    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == round(base * 1.2, 2), 5)
     rolled = feed.fetch_candles("BTC-USD", "1h", 100)
     assert len(coinbase_server.requests_to(CANDLES)) == requests + 1
-    assert rolled.timestamp[-1] == CURRENT + HOUR and rolled.close[-1] == round(base * 1.4, 2)
+    assert rolled.timestamp[-1] == CURRENT + HOUR and rolled.close[-1] == round(base * 1.2, 2)
     closed = coinbase_server.bar("BTC-USD", HOUR, CURRENT)
     assert rolled.timestamp[-2] == CURRENT and rolled.close[-2] == closed[4] and rolled.high[-2] == closed[2]
 
@@ -399,8 +399,9 @@ def test_malformed_socket_messages_do_not_break_the_stream(coinbase_server, make
     coinbase_server.broadcast("{not json")
     coinbase_server.broadcast({"type": "ticker", "product_id": "BTC-USD", "price": "abc", "sequence": 1})
     coinbase_server.broadcast({"type": "something-new", "product_id": "BTC-USD"})
-    coinbase_server.push_ticker("BTC-USD", 12345.0)
-    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == 12345.0, 5)
+    price = round(float(feed.fetch_candles("BTC-USD", "1h", 10).close[-1]) * 1.01, 2)
+    coinbase_server.push_ticker("BTC-USD", price)
+    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == price, 5)
     assert feed.stats["malformed_messages"] == 2 and feed.stats["reconnects"] == 0
 
 
@@ -410,6 +411,110 @@ def test_close_stops_the_socket_thread(coinbase_server, make_coinbase):
     feed.close()
     assert not thread.is_alive()
     assert coinbase_server.wait_until(lambda: not coinbase_server.live_sessions(), 5)
+
+
+# -- absurd ticks (#11.8) and refused products (#11.7) -------------------------------------------
+
+
+def test_absurd_ticks_are_rejected_counted_and_logged_once(coinbase_server, make_coinbase, captured_logs):
+    feed = live_feed(make_coinbase, coinbase_server)
+    seeded = feed.fetch_candles("BTC-USD", "1h", 100)
+    base = float(seeded.close[-1])
+    requests = len(coinbase_server.requests_to(CANDLES))
+
+    coinbase_server.push_ticker("BTC-USD", 1e308)  # finite, absurd
+    coinbase_server.push_ticker("BTC-USD", base * 0.0001)
+    coinbase_server.push_ticker("BTC-USD", base * 1.4)  # within ±50% of the REST close: accepted
+    coinbase_server.push_ticker("BTC-USD", base * 1.4 * 1.4)  # within ±50% of the last accepted tick
+    coinbase_server.push_ticker("BTC-USD", base * 1.4 * 1.4 * 3)
+    assert feed.wait_until(lambda: feed.stats["ticks"] + feed.stats["rejected_ticks"] == 5, 5)
+
+    assert feed.stats["rejected_ticks"] == 3 and feed.stats["ticks"] == 2
+    assert feed.latest_price("BTC-USD") == round(base * 1.4 * 1.4, 2)
+    series = feed.fetch_candles("BTC-USD", "1h", 100)
+    assert len(coinbase_server.requests_to(CANDLES)) == requests
+    assert series.close[-1] == round(base * 1.4 * 1.4, 2) and series.high[-1] == series.close[-1]
+    assert series.low[-1] == seeded.low[-1] and series.open[-1] == seeded.open[-1]
+    warnings = [e for e in captured_logs if e["event"] == "rejected absurd tick"]
+    assert len(warnings) == 1  # rate limited: once per product per minute
+    assert warnings[0]["symbol"] == "BTC-USD" and warnings[0]["price"] == 1e308
+    assert warnings[0]["reference"] == base and warnings[0]["max_tick_move"] == 0.5 and warnings[0]["rejected"] == 1
+
+
+def test_the_tick_band_is_configurable_and_shapes_candles(coinbase_server, make_coinbase):
+    assert "max_tick_move" not in coinbase.CoinbaseConfig.transport_fields
+    with pytest.raises(ValueError):
+        coinbase.CoinbaseConfig(max_tick_move=0)
+    feed = live_feed(make_coinbase, coinbase_server, max_tick_move=0.05)
+    base = float(feed.fetch_candles("BTC-USD", "1h", 100).close[-1])
+    coinbase_server.push_ticker("BTC-USD", base * 1.1)
+    coinbase_server.push_ticker("BTC-USD", base * 1.03)
+    assert feed.wait_until(lambda: feed.latest_price("BTC-USD") == round(base * 1.03, 2), 5)
+    assert feed.stats["rejected_ticks"] == 1
+    assert feed.fetch_candles("BTC-USD", "1h", 100).high[-1] < base * 1.05
+
+
+def test_a_refused_product_backs_off_without_requests_then_is_tried_again(coinbase_server, make_coinbase, captured_logs):
+    feed = make_coinbase()
+    path = "/products/NOPE-USD/candles"
+
+    def attempts():
+        return len(coinbase_server.requests_to(path))
+
+    with pytest.raises(FeedRequestError, match="HTTP 404"):
+        feed.fetch_candles("NOPE-USD", "1h", 10)
+    assert attempts() == 1
+    backoffs = [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    for i, backoff in enumerate(backoffs):
+        coinbase_server.advance(backoff - 1)
+        for _ in range(3):  # within the back-off: a clear error, no request
+            with pytest.raises(FeedRequestError, match="NOPE-USD was refused by the exchange") as caught:
+                feed.fetch_candles("NOPE-USD", "1h", 10)
+        assert caught.value.status == 404 and f"back-off {backoff} s" in str(caught.value)
+        assert attempts() == i + 1
+        coinbase_server.advance(1)
+        if i < len(backoffs) - 1:
+            with pytest.raises(FeedRequestError, match="HTTP 404"):  # expired: one request, refused again
+                feed.fetch_candles("NOPE-USD", "1h", 10)
+            assert attempts() == i + 2
+    refused = [e for e in captured_logs if e["event"] == "product refused by the exchange; backing off"]
+    assert [e["backoff_seconds"] for e in refused] == backoffs  # one log per step, capped at an hour
+    assert refused[0]["symbol"] == "NOPE-USD" and "HTTP 404" in refused[0]["reason"]
+    assert feed.fetch_candles("BTC-USD", "1h", 10) is not None  # other symbols are untouched
+
+    coinbase_server.add_product("NOPE-USD")  # listed now: the retry succeeds and clears the state
+    series = feed.fetch_candles("NOPE-USD", "1h", 10)
+    assert len(series) == 10 and attempts() == len(backoffs) + 1
+    assert any(e["event"] == "refused product accepted again" for e in captured_logs)
+    coinbase_server.advance(HOUR)
+    assert len(feed.fetch_candles("NOPE-USD", "1h", 10)) == 10
+
+
+def test_a_product_the_socket_refuses_backs_off_and_is_subscribed_again_once_rest_accepts_it(coinbase_server, make_coinbase, captured_logs):
+    feed = live_feed(make_coinbase, coinbase_server)
+    path = "/products/ETH-USD/candles"
+    coinbase_server.broadcast({"type": "error", "message": "Failed to subscribe", "reason": "ETH-USD is not a valid product"})
+    assert feed.wait_until(lambda: "ETH-USD" in feed.invalid_products, 5)
+    with pytest.raises(FeedRequestError, match="ETH-USD was refused by the exchange"):
+        feed.fetch_candles("ETH-USD", "1h", 10)
+    assert coinbase_server.requests_to(path) == []
+
+    coinbase_server.advance(60)
+    series = feed.fetch_candles("ETH-USD", "1h", 10)  # the back-off expired: REST accepts it
+    assert len(coinbase_server.requests_to(path)) == 1 and series.timestamp[-1] == int(coinbase_server.clock() // HOUR) * HOUR
+    assert "ETH-USD" not in feed.invalid_products
+    assert feed.wait_until(lambda: "ETH-USD" in feed.subscribed_products, 5)
+    refused = [e for e in captured_logs if e["event"] == "product refused by the exchange; backing off"]
+    assert len(refused) == 1 and refused[0]["reason"].startswith("websocket: ETH-USD is not a valid product")
+
+
+def test_rest_and_socket_refusing_the_same_product_log_one_back_off_step(coinbase_server, make_coinbase, captured_logs):
+    feed = live_feed(make_coinbase, coinbase_server)
+    with pytest.raises(FeedRequestError, match="HTTP 404"):
+        feed.fetch_candles("NOPE-USD", "1h", 10)
+    assert feed.wait_until(lambda: "NOPE-USD" in feed.invalid_products, 5)
+    refused = [e for e in captured_logs if e["event"] == "product refused by the exchange; backing off"]
+    assert len(refused) == 1 and refused[0]["backoff_seconds"] == 60
 
 
 # -- plugin surface ---------------------------------------------------------------------------

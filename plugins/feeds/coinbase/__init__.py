@@ -27,6 +27,7 @@ from typing import Callable, ClassVar
 from pydantic import Field, model_validator
 
 from v7 import CandleSeries, Feed, PluginConfig, count_gaps, get_logger, hookimpl
+from v7.http import FeedRequestError
 
 from .live import CoinbaseLive
 from .rest import MAX_CANDLES_PER_REQUEST, CoinbaseRest, _History, step_of
@@ -64,6 +65,10 @@ class CoinbaseConfig(PluginConfig):
     heartbeat_timeout_seconds: float = Field(default=10.0, gt=0, description="Heartbeat silence after which the socket is reconnected")
     reconnect_backoff_base_seconds: float = Field(default=1.0, ge=0)
     reconnect_backoff_max_seconds: float = Field(default=60.0, ge=0)
+    max_tick_move: float = Field(
+        default=0.5, gt=0,
+        description="A ticker price further than this fraction from the last accepted tick (or REST close) is rejected, never a close",
+    )
 
     @model_validator(mode="after")
     def _urls(self) -> "CoinbaseConfig":
@@ -96,12 +101,29 @@ class CoinbaseCandleFeed(CoinbaseLive, CoinbaseRest, Feed):
         if lookback < 1:
             raise ValueError(f"coinbase: lookback must be at least 1, got {lookback}")
         log = get_logger(plugin=self.name, symbol=symbol)
+        retrying = self._check_refused(symbol)  # raises, without a request, while a refused product backs off
         if self.config.live:
             self._watch(symbol, granularity)
         key = (symbol, granularity)
         with self._key_lock(key):
-            history = self._refresh(symbol, granularity, lookback, log)
-            return self._assemble(symbol, granularity, step, lookback, history)
+            try:
+                history = self._refresh(symbol, granularity, lookback, log)
+            except FeedRequestError as exc:
+                if exc.status == 404:
+                    self._mark_refused(symbol, str(exc), log)
+                elif retrying:
+                    self._release_retry(symbol)
+                raise
+            except BaseException:
+                if retrying:
+                    self._release_retry(symbol)
+                raise
+            series = self._assemble(symbol, granularity, step, lookback, history)
+        if retrying:
+            self._clear_refused(symbol, log)
+            if self.config.live:
+                self._watch(symbol, granularity)
+        return series
 
     # fetch_range and fetch_history: see rest.py.
 

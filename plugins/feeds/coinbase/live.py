@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import CoinbaseConfig
 
 CHANNELS = ["heartbeat", "ticker"]
+REJECT_LOG_INTERVAL = 60.0  # seconds between "rejected absurd tick" warnings for one product
 INVALID_PRODUCT = re.compile(r"^(\S+) is not a valid product")
 
 
@@ -82,8 +83,13 @@ class CoinbaseLive:
         self._last_heartbeat = 0.0
         self._counts: dict[str, int] = {  # what happened on the socket; logged, and read by test subclasses
             "connects": 0, "reconnects": 0, "disconnects": 0, "backfills": 0, "ticks": 0,
-            "heartbeats": 0, "ignored_messages": 0, "malformed_messages": 0,
+            "heartbeats": 0, "ignored_messages": 0, "malformed_messages": 0, "rejected_ticks": 0,
         }
+        # The price a new tick is checked against (`max_tick_move`): the last accepted tick, or REST's
+        # latest close when that is newer (a bucket closed, the forming bar was re-seeded).
+        self._reference_price: dict[str, float] = {}
+        self._rejected_since_log: dict[str, int] = {}  # product -> rejects not yet logged
+        self._reject_logged_at: dict[str, float] = {}  # product -> monotonic time of the last warning
         self.last_disconnect: str | None = None
         self._closing = threading.Event()
         self._ws_thread: threading.Thread | None = None
@@ -94,6 +100,7 @@ class CoinbaseLive:
     if TYPE_CHECKING:  # pragma: no cover - supplied by the REST mixin
         def _key_lock(self, key: tuple[str, str]) -> threading.Lock: ...
         def _refresh(self, symbol: str, granularity: str, lookback: int, log: Any, force: bool = False) -> _History: ...
+        def _mark_refused(self, symbol: str, reason: str, log: Any = None) -> None: ...
 
     @property
     def connected(self) -> bool:
@@ -142,6 +149,8 @@ class CoinbaseLive:
                 if all(v is not None for v in values):
                     low, high, open_, close, volume = values  # type: ignore[misc]
                     self._forming[key] = _Bar(current, open_, high, low, close, volume)
+                    if close > 0:
+                        self._reference_price[symbol] = close  # REST's view is the newest: ticks are checked against it
                     return
             bar = self._forming.get(key)
             if bar is not None and bar.bucket != current:
@@ -153,6 +162,17 @@ class CoinbaseLive:
             if bar is None or bar.bucket != current:
                 return None
             return (bar.bucket, bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+    def _note_closed_close(self, symbol: str, close: float) -> None:
+        """REST's newest closed close, the tick reference until a tick or a forming seed is newer."""
+        if close > 0:
+            with self._state:
+                self._reference_price[symbol] = close
+
+    def _forget_invalid(self, symbol: str) -> None:
+        """A refused product was accepted again over REST: the socket may subscribe it again."""
+        with self._state:
+            self.invalid_products.discard(symbol)
 
     # -- socket thread ----------------------------------------------------------------------
 
@@ -327,6 +347,7 @@ class CoinbaseLive:
             log.warning("websocket error message", message=message.get("message"), reason=reason)
             refused = INVALID_PRODUCT.match(reason) if isinstance(reason, str) else None
             if refused:
+                self._mark_refused(refused.group(1), f"websocket: {reason}")  # fetch_candles backs off too
                 with self._state:
                     known = self._symbols.pop(refused.group(1), None) is not None
                     self.invalid_products.add(refused.group(1))
@@ -355,8 +376,32 @@ class CoinbaseLive:
                     self._state.notify_all()
                     return
                 self._last_sequence[product] = sequence
+            reference = self._reference_price.get(product)
+            band = self.config.max_tick_move
+            if reference is not None and not reference * (1 - band) <= price <= reference * (1 + band):
+                self._counts["rejected_ticks"] += 1
+                self._rejected_since_log[product] = self._rejected_since_log.get(product, 0) + 1
+                now = time.monotonic()
+                last_logged = self._reject_logged_at.get(product)
+                due = last_logged is None or now - last_logged >= REJECT_LOG_INTERVAL
+                rejected = self._rejected_since_log.pop(product) if due else 0
+                if due:
+                    self._reject_logged_at[product] = now
+                total = self._counts["rejected_ticks"]
+                self._state.notify_all()
+            else:
+                reference = None
+        if reference is not None:  # rejected: never the forming bar's close, nor the latest price
+            if rejected:  # the first reject, then at most one warning a minute per product, with the count since
+                get_logger(plugin=self.name, symbol=product).warning(
+                    "rejected absurd tick", symbol=product, price=price, reference=reference,
+                    max_tick_move=band, rejected=rejected, total_rejected=total,
+                )
+            return
+        with self._state:
             if traded_at is None:
                 traded_at = self.clock()
+            self._reference_price[product] = price
             self._last_price[product] = price
             self._counts["ticks"] += 1
             for granularity in self._symbols.get(product, ()):

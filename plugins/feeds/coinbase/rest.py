@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from v7 import CandleSeries, format_utc, get_logger, granularity_seconds, unix_seconds, validate_candles
-from v7.http import FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
+from v7.http import FeedRequestError, FeedResponseError, JsonHttpClient, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import CoinbaseConfig
 
 MAX_CANDLES_PER_REQUEST = 300
+REFUSED_BACKOFF_FIRST = 60.0  # seconds a refused product is not asked for again; doubles on each refusal
+REFUSED_BACKOFF_MAX = 3600.0
 COLUMNS = ["timestamp", "low", "high", "open", "close", "volume"]  # the order Coinbase sends
 
 
@@ -35,6 +37,17 @@ class _History:
     keep: int = 0  # the largest lookback asked for: how much history to keep
     dropped: dict[str, int] = field(default_factory=dict)
     seed_connection: int = -1  # the socket connection that was current when the forming bar was last seeded
+
+
+@dataclass
+class _Refusal:
+    """A product the exchange refused (REST 404 or the socket's "not a valid product"): backing off."""
+
+    reason: str
+    backoff: float  # the current back-off step, seconds
+    until: float  # feed clock time before which it is not asked for again
+    refusals: int = 1
+    retrying: bool = False  # one fetch is trying it again (the back-off expired)
 
 
 def step_of(granularity: str) -> int:
@@ -74,11 +87,70 @@ class CoinbaseRest:
         self._histories: dict[tuple[str, str], _History] = {}
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
+        self._refused: dict[str, _Refusal] = {}
+        self._refused_lock = threading.Lock()
 
     if TYPE_CHECKING:  # pragma: no cover - supplied by the live mixin
         def _live_fresh(self, symbol: str, history: _History) -> bool: ...
         def _connection(self) -> int: ...
         def _seed_forming(self, symbol: str, granularity: str, current: int, row: list[Any] | None) -> None: ...
+        def _forget_invalid(self, symbol: str) -> None: ...
+        def _note_closed_close(self, symbol: str, close: float) -> None: ...
+
+    # -- products the exchange refused ------------------------------------------------------
+
+    def _check_refused(self, symbol: str) -> bool:
+        """Raise, without a request, while a refused product backs off; True when this call is the one retry."""
+        with self._refused_lock:
+            refusal = self._refused.get(symbol)
+            if refusal is None:
+                return False
+            now = self.clock()
+            if now >= refusal.until and not refusal.retrying:
+                refusal.retrying = True
+                return True
+            wait = max(0.0, refusal.until - now)
+            raise FeedRequestError(
+                f"coinbase: {symbol} was refused by the exchange ({refusal.reason}); not asked again for {wait:.0f} s "
+                f"(back-off {refusal.backoff:g} s, refused {refusal.refusals}x)",
+                404,
+            )
+
+    def _mark_refused(self, symbol: str, reason: str, log: Any = None) -> None:
+        """Start the back-off for a refused product, or grow it when the retry was refused again; logged once per step."""
+        with self._refused_lock:
+            now = self.clock()
+            refusal = self._refused.get(symbol)
+            if refusal is None:
+                refusal = self._refused[symbol] = _Refusal(reason, REFUSED_BACKOFF_FIRST, now + REFUSED_BACKOFF_FIRST)
+            elif refusal.retrying or now >= refusal.until:
+                refusal.backoff = min(refusal.backoff * 2, REFUSED_BACKOFF_MAX)
+                refusal.until = now + refusal.backoff
+                refusal.refusals += 1
+                refusal.reason = reason
+                refusal.retrying = False
+            else:
+                return  # already backing off (REST and socket both said so): one log per step
+            backoff, refusals = refusal.backoff, refusal.refusals
+        (log or get_logger(plugin=self.name, symbol=symbol)).warning(
+            "product refused by the exchange; backing off",
+            symbol=symbol, reason=reason, backoff_seconds=backoff, refusals=refusals, retry_at=format_utc(now + backoff),
+        )
+
+    def _release_retry(self, symbol: str) -> None:
+        """The retry failed for another reason (timeout, 5xx): the next fetch may try again."""
+        with self._refused_lock:
+            refusal = self._refused.get(symbol)
+            if refusal is not None:
+                refusal.retrying = False
+
+    def _clear_refused(self, symbol: str, log: Any) -> None:
+        """The retry succeeded: the product is valid again (the live half subscribes it again)."""
+        with self._refused_lock:
+            refusal = self._refused.pop(symbol, None)
+        if refusal is not None:
+            self._forget_invalid(symbol)
+            log.info("refused product accepted again", symbol=symbol, refusals=refusal.refusals)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -232,6 +304,8 @@ class CoinbaseRest:
                     float(series.open[i]), float(series.high[i]), float(series.low[i]), float(series.close[i]), float(series.volume[i]),
                 )
             self._log_gaps(series.timestamp, previous_last, step, log)
+            if self.config.live and len(series) and (previous_last is None or int(series.timestamp[-1]) > previous_last):
+                self._note_closed_close(symbol, float(series.close[-1]))
         if self.config.live and self.config.include_forming:
             self._seed_forming(symbol, granularity, current, forming)
 
