@@ -27,6 +27,19 @@ REFUSED_BACKOFF_MAX = 3600.0
 COLUMNS = ["timestamp", "low", "high", "open", "close", "volume"]  # the order Coinbase sends
 
 
+def well_formed(rows: list[Any]) -> tuple[list[list[Any]], int]:
+    """The rows shaped like a candle (a list of at least 6 values, cut to 6), and how many were not."""
+    usable = [list(row[:6]) for row in rows if isinstance(row, (list, tuple)) and len(row) >= 6]
+    return usable, len(rows) - len(usable)
+
+
+def count_malformed(dropped: dict[str, int], malformed: int, log: Any) -> None:
+    """Count and log rows that were not candles at all, beside validate_candles' own reasons."""
+    if malformed:
+        dropped["malformed row"] = dropped.get("malformed row", 0) + malformed
+        log.warning("dropped malformed candle rows", dropped={"malformed row": malformed})
+
+
 @dataclass
 class _History:
     """Closed buckets fetched so far for one (symbol, granularity)."""
@@ -208,21 +221,13 @@ class CoinbaseRest:
         else:
             first = -int(-unix_seconds(start) // step) * step  # the first bucket starting at or after `start`
         rows = self._fetch_pages(symbol, step, first, end_bucket + step - 1, log) if first <= end_bucket else []
-        wanted: list[list[Any]] = []
-        malformed = 0
-        for row in rows:
-            if not isinstance(row, (list, tuple)) or len(row) < 6:
-                malformed += 1
-                continue
-            ts = number(row[0])
-            if ts is None or first <= ts <= end_bucket:  # validate_candles drops and counts an unreadable time
-                wanted.append(list(row[:6]))
+        usable, malformed = well_formed(rows)
+        # validate_candles drops and counts an unreadable time
+        wanted = [row for row in usable if (ts := number(row[0])) is None or first <= ts <= end_bucket]
         import pandas as pd
 
         series = validate_candles(pd.DataFrame(wanted, columns=COLUMNS), symbol, granularity, source="coinbase REST")
-        if malformed:
-            series.dropped["malformed row"] = series.dropped.get("malformed row", 0) + malformed
-            log.warning("dropped malformed candle rows", dropped={"malformed row": malformed})
+        count_malformed(series.dropped, malformed, log)
         self._log_gaps(series.timestamp, None, step, log)
         return series
 
@@ -279,21 +284,16 @@ class CoinbaseRest:
         current = int(now // step) * step
         closed: list[list[Any]] = []
         forming: list[Any] | None = None
-        malformed = 0
-        for row in rows:
-            if not isinstance(row, (list, tuple)) or len(row) < 6:
-                malformed += 1
-                continue
+        usable, malformed = well_formed(rows)
+        for row in usable:
             ts = number(row[0])
             if ts is None:
-                closed.append(list(row[:6]))  # validate_candles drops and counts it
+                closed.append(row)  # validate_candles drops and counts it
             elif ts + step <= now:
-                closed.append(list(row[:6]))
+                closed.append(row)
             elif int(ts) == current:
-                forming = list(row[:6])
-        if malformed:
-            history.dropped["malformed row"] = history.dropped.get("malformed row", 0) + malformed
-            log.warning("dropped malformed candle rows", dropped={"malformed row": malformed})
+                forming = row
+        count_malformed(history.dropped, malformed, log)
         previous_last = max(history.rows) if history.rows else None
         if closed:
             series = validate_candles(pd.DataFrame(closed, columns=COLUMNS), symbol, granularity, source="coinbase REST")
