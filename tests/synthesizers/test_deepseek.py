@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fakes.openai_server import (
-    FakeOpenAIServer, answer, content, drop, error, html_error, keep_alive, rate_limited, stall,
+    FakeOpenAIServer, Reply, answer, content, drop, error, html_error, keep_alive, rate_limited, stall,
 )
 from helpers import run_v7
 from plugin_samples import SamplePlugin
@@ -226,10 +226,10 @@ def test_bad_request_statuses_are_not_retried(registry, tmp_path, server, api_ke
 
 def test_429_waits_for_retry_after_then_succeeds(registry, tmp_path, server, api_key, logs):
     server.script(rate_limited("1"), answer("SELL", 0.7))
-    row = run_one(registry, tmp_path, server, backoff_max_seconds=5)
+    row = run_one(registry, tmp_path, server)
     assert server.request_count == 2
     gap = server.requests[1].received_at - server.requests[0].received_at
-    assert gap >= 0.95  # honoured, although the configured backoff is 0.01 s
+    assert gap >= 0.95  # honoured, although the backoff is 0.01 s and its cap (backoff_max_seconds) 0.05 s
     assert (row["synthesizer"], row["attempts"]) == ("deepseek", 2)
     assert_usage(row, calls=1)  # the 429 carried no usage
     assert_key_never_leaked(tmp_path, logs(), row)
@@ -239,7 +239,7 @@ def test_a_stop_request_ends_a_retry_wait_and_the_fallback_answers(registry, tmp
     import threading
 
     server.script(rate_limited("60"), answer("SELL", 0.7))
-    pipeline = build(registry, tmp_path, server, backoff_max_seconds=60)
+    pipeline = build(registry, tmp_path, server, max_retry_after_seconds=120)
     stop = threading.Event()
     threading.Timer(1.0, stop.set).start()
     started = time.monotonic()
@@ -251,12 +251,60 @@ def test_a_stop_request_ends_a_retry_wait_and_the_fallback_answers(registry, tmp
     assert len(stored_signals(tmp_path / "v7.db")) == 1  # stored whole
 
 
-def test_retry_after_is_capped(registry, tmp_path, server, api_key):
-    server.script(rate_limited("3600"), answer("SELL", 0.7))
+def too_long(status: int, retry_after: str) -> Reply:
+    if status == 429:
+        return rate_limited(retry_after)
+    return error(503, "Service Unavailable", error_type="server_error", headers={"retry-after": retry_after})
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_longer_than_max_wait_falls_back_at_once(registry, tmp_path, server, api_key, logs, status):
+    server.script(too_long(status, "120"), answer("SELL", 0.7))
     started = time.monotonic()
-    row = run_one(registry, tmp_path, server, backoff_max_seconds=0.2)
-    assert time.monotonic() - started < 10
-    assert server.request_count == 2 and row["synthesizer"] == "deepseek"
+    row = run_one(registry, tmp_path, server, max_retry_after_seconds=0.5)
+    assert time.monotonic() - started < 5  # neither the 120 s nor a capped wait, and no early retry
+    assert server.request_count == 1
+    assert (row["synthesizer"], row["direction"], row["attempts"]) == ("consensus", "BUY", 1)
+    reason = row["fallback_reason"]
+    assert reason.startswith("retry-after 120 s exceeds max_retry_after_seconds (0.5 s): no request before "), reason
+    assert f"UTC; last: HTTP {status} " in reason
+    assert "retry-after too long; handing over to the fallback" in logs()
+
+
+def test_a_long_retry_after_holds_back_the_next_signals_too(registry, tmp_path, server, api_key):
+    server.script(rate_limited("120"))
+    signals = collect_signals(build(registry, tmp_path, server, max_retry_after_seconds=0.5), iterations=3)
+    assert server.request_count == 1  # bars 2 and 3 fall within the server's 120 s: nothing sent
+    assert [s.synthesizer for s in signals] == ["consensus"] * 3
+    assert [s.attempts for s in signals] == [1, 0, 0]
+    first_until = signals[0].fallback_reason.split(" UTC")[0]
+    for later in signals[1:]:
+        assert later.fallback_reason.startswith("retry-after 120 s exceeds max_retry_after_seconds (0.5 s): no request before ")
+        assert later.fallback_reason.split(" UTC")[0] == first_until  # the same "not before" time
+        assert "last: HTTP 429 rate limited" in later.fallback_reason
+
+
+def test_the_next_signal_waits_for_a_remembered_retry_after(registry, tmp_path, server, api_key):
+    server.script(rate_limited("1"), answer("SELL", 0.7))
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=1, max_retry_after_seconds=5)
+    with pytest.raises(SynthesisFailed, match="HTTP 429"):
+        deepseek.synthesize(request("Answer in json. Bar 1."))
+    assert deepseek.synthesize(request("Answer in json. Bar 2.")).direction == "SELL"
+    assert server.request_count == 2
+    assert server.requests[1].received_at - server.requests[0].received_at >= 0.95  # not before the server's time
+
+
+def test_a_remembered_retry_after_ends(registry, tmp_path, server, api_key):
+    server.script(rate_limited("0.6"), answer("SELL", 0.7))
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=1, max_retry_after_seconds=0.1)
+    with pytest.raises(SynthesisFailed, match="exceeds max_retry_after_seconds"):
+        deepseek.synthesize(request("Answer in json. Bar 1."))
+    with pytest.raises(SynthesisFailed, match="exceeds max_retry_after_seconds") as held:
+        deepseek.synthesize(request("Answer in json. Bar 2."))
+    assert held.value.attempts == 0 and server.request_count == 1
+    time.sleep(0.65)
+    assert deepseek.synthesize(request("Answer in json. Bar 3.")).direction == "SELL"
+    assert server.request_count == 2
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -489,7 +537,7 @@ def test_retry_delays_double_from_backoff_seconds_with_retry_after_as_a_floor(tm
         assert 2.0 <= synth._delay(3, None) <= 4.0
         assert 2.5 <= synth._delay(4, None) <= 5.0  # capped at backoff_max_seconds
         assert synth._delay(1, 3.0) == 3.0  # a server's retry-after is a floor
-        assert synth._delay(1, 60.0) == 5.0  # ... capped too
+        assert synth._delay(1, 60.0) == 60.0  # ... that backoff_max_seconds does not lower
 
 
 def test_config_is_validated(registry, tmp_path, server):

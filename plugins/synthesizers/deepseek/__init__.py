@@ -3,11 +3,14 @@
 Works with any OpenAI-compatible endpoint (set `base_url`, `model`, `api_key_env` and the prices).
 What it guarantees:
 - Retries are decided here and only here (the `openai` client runs with `max_retries=0`):
-  429 (honouring `retry-after`, capped at `backoff_max_seconds`), 408, 5xx, timeouts, connection
+  429 and 503 (never sooner than their `retry-after`), 408, 5xx, timeouts, connection
   errors and failed answers (blank content, invalid JSON, unknown signal, confidence outside
   0..1) are retried with exponential backoff and jitter, up to `max_attempts`; 400, 401, 402,
   403, 404, 422 are not. Giving up raises `SynthesisFailed`, so the engine uses the fallback and
   the signal records the reason, the attempts and the tokens paid for.
+- A server's `retry-after` holds back every request, of any signal, until that time. One longer
+  than `max_retry_after_seconds` is not waited for: the signal, and every signal until then, falls
+  back at once and says why.
 - `timeout_seconds` bounds a whole attempt, also when the server keeps the connection alive by
   trickling blank lines (which a per-read timeout never catches).
 - A response cache (SQLite, keyed by model and a hash of everything sent) answers a repeated
@@ -18,7 +21,8 @@ What it guarantees:
 - `estimate_cost` tells a backtest what its calls would cost before any is sent.
 
 The package: this module is the synthesizer (config, retry loop, messages, cost estimate),
-`client.py` one request and its answer, `cache.py` the SQLite response cache and daily budget.
+`client.py` one request and its answer, `cache.py` the SQLite response cache and daily budget,
+`guards.py` the remembered retry-after.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ from .cache import CACHE_FORMAT, SCHEMA, ResponseStore, request_hash
 from .client import (
     NO_RETRY_STATUSES, STATUS_LABELS, AttemptFailed, ChatClient, LLMAnswer, parse_answer, strip_fences, transport_errors, usage_from,
 )
+from .guards import Hold, NotBefore
 
 __all__ = [
     "CACHE_FORMAT", "JSON_HINT", "MAX_REASONING_CHARS", "NO_RETRY_STATUSES", "SCHEMA", "STATUS_LABELS",
     "TOKENS_PER_CHAR", "TYPICAL_COMPLETION_TOKENS", "AttemptFailed", "ChatClient", "DeepSeekConfig", "DeepSeekSynthesizer",
-    "LLMAnswer", "ResponseStore", "parse_answer", "register_synthesizers", "strip_fences", "transport_errors",
+    "Hold", "LLMAnswer", "NotBefore", "ResponseStore", "parse_answer", "register_synthesizers", "strip_fences", "transport_errors",
 ]
 
 JSON_HINT = (
@@ -61,7 +66,7 @@ TYPICAL_COMPLETION_TOKENS = 100  # {"signal": ..., "confidence": ..., "reasoning
 class DeepSeekConfig(PluginConfig):
     transport_fields = frozenset({
         "timeout_seconds", "api_key_env", "price_input_cache_hit", "price_input_cache_miss", "price_output", "max_attempts",
-        "backoff_seconds", "backoff_max_seconds", "cache_enabled", "cache_path", "daily_token_budget", "daily_cost_budget",
+        "backoff_seconds", "backoff_max_seconds", "max_retry_after_seconds", "cache_enabled", "cache_path", "daily_token_budget", "daily_cost_budget",
     })
 
     base_url: str = Field(default="https://api.deepseek.com", description="Any OpenAI-compatible endpoint")
@@ -76,7 +81,12 @@ class DeepSeekConfig(PluginConfig):
     price_output: float = Field(default=1.10, ge=0, description="USD per million completion tokens")
     max_attempts: int = Field(default=3, ge=1, le=10)
     backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay; doubles per attempt, with jitter")
-    backoff_max_seconds: float = Field(default=30.0, ge=0, description="Cap on any delay, a server's retry-after included")
+    backoff_max_seconds: float = Field(default=30.0, ge=0,
+                                       description="Cap on the backoff delay; a server's retry-after is honoured beyond it")
+    max_retry_after_seconds: float = Field(
+        default=60.0, ge=0,
+        description="Longest server retry-after (429, 503) waited for; a longer one falls back at once, and so does "
+                    "every signal until the time the server gave")
     cache_enabled: bool = True
     cache_path: Path = Field(default=Path("v7-llm-cache.db"), description="SQLite file for the response cache and daily usage")
     daily_token_budget: int | None = Field(default=None, ge=0, description="Prompt + completion tokens per UTC day; None = unlimited")
@@ -106,6 +116,7 @@ class DeepSeekSynthesizer(Synthesizer):
         self._store = ResponseStore(self.config)
         self._chat = ChatClient(self.config)
         self._secrets: list[str] = []
+        self._not_before = NotBefore()  # the server's latest retry-after, for every signal
 
     # -- secrets ---------------------------------------------------------------------------
 
@@ -168,9 +179,26 @@ class DeepSeekSynthesizer(Synthesizer):
 
     def _delay(self, attempts: int, retry_after: float | None) -> float:
         """The wait after failed attempt number `attempts` (from 1): `backoff_seconds` doubling, with jitter,
-        a server's retry-after as a floor, everything capped at `backoff_max_seconds`."""
+        capped at `backoff_max_seconds`; a server's retry-after is a floor that the cap does not lower."""
         cfg: DeepSeekConfig = self.config
-        return backoff_delay(attempts - 1, cfg.backoff_seconds, cfg.backoff_max_seconds, retry_after)
+        delay = backoff_delay(attempts - 1, cfg.backoff_seconds, cfg.backoff_max_seconds)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    def _wait_for_retry_after(self, attempts: int, usage: TokenUsage | None, log: Any) -> None:
+        """Hold the next request until the server's retry-after has passed; fall back at once if that is too long."""
+        max_wait = self.config.max_retry_after_seconds
+        hold = self._not_before.hold()
+        if hold is None:
+            return
+        if hold.remaining > max_wait:
+            reason = hold.too_long(max_wait)
+            log.warning("retry-after too long; handing over to the fallback", reason=reason,
+                        remaining_seconds=round(hold.remaining, 3), max_retry_after_seconds=max_wait)
+            raise SynthesisFailed(reason, attempts=attempts, usage=usage)
+        log.info("waiting for the server's retry-after", delay_seconds=round(hold.remaining, 3))
+        if self._closing.wait(hold.remaining):
+            raise SynthesisFailed(f"stopped while waiting for the server's retry-after; last: {hold.last}",
+                                  attempts=attempts, usage=usage)
 
     # -- the synthesizer -------------------------------------------------------------------
 
@@ -204,6 +232,7 @@ class DeepSeekSynthesizer(Synthesizer):
         attempts = 0
         last_reason = ""
         while attempts < cfg.max_attempts:
+            self._wait_for_retry_after(attempts, usage, log)
             # With a budget, check, request and count happen under one gate: symbols synthesized in
             # parallel cannot all pass the check before any of them has spent (serial requests, then).
             with self._budget_gate if self._store.budgeted else nullcontext():
@@ -224,6 +253,10 @@ class DeepSeekSynthesizer(Synthesizer):
                 if failed.usage is not None:
                     usage = failed.usage + usage
                 last_reason = self._redact(failed.reason)
+                if failed.retry_after is not None and failed.retry_after > 0:
+                    self._not_before.remember(failed.retry_after, last_reason)
+                    if failed.retry and failed.retry_after > cfg.max_retry_after_seconds:
+                        self._wait_for_retry_after(attempts, usage, log)  # raises: the wait is too long
                 if not failed.retry:
                     log.warning("request failed; not retried", attempt=attempts, reason=last_reason)
                     suffix = f" (attempt {attempts} of {cfg.max_attempts})" if attempts > 1 else ""
