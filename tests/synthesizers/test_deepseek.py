@@ -599,3 +599,110 @@ def test_a_connection_cut_while_the_body_streams_is_retried(registry, tmp_path, 
     row = run_one(registry, tmp_path, server, timeout_seconds=5)
     assert server.request_count == 2
     assert (row["synthesizer"], row["direction"], row["attempts"]) == ("deepseek", "SELL", 2)
+
+
+# -- the circuit breaker -------------------------------------------------------------------
+
+SERVER_ERROR = error(500, "Internal Server Error", error_type="server_error")
+OPEN_60 = "circuit breaker open after {} consecutive failed signals; next probe in 60 s"
+
+
+def ask(deepseek, bar: int):
+    """The direction, or the SynthesisFailed, for a prompt of its own (no response-cache hits)."""
+    try:
+        return deepseek.synthesize(request(f"Answer in json. Bar {bar}.")).direction
+    except SynthesisFailed as exc:
+        return exc
+
+
+def events(log_text: str, name: str) -> int:
+    return sum(1 for line in log_text.splitlines() if line.startswith("{") and json.loads(line).get("event") == name)
+
+
+def test_the_breaker_opens_after_consecutive_failed_signals_and_sends_nothing(registry, tmp_path, server, api_key, logs):
+    server.default = SERVER_ERROR
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=2, breaker_failures=3, breaker_cooldown_seconds=60)
+    failed = [ask(deepseek, bar) for bar in range(3)]
+    assert [f.attempts for f in failed] == [2, 2, 2] and server.request_count == 6
+    started = time.monotonic()
+    held = [ask(deepseek, bar) for bar in range(3, 8)]
+    assert time.monotonic() - started < 1  # no request, no retry wait
+    assert server.request_count == 6
+    assert [(f.reason, f.attempts) for f in held] == [(OPEN_60.format(3), 0)] * 5
+    text = logs()
+    assert events(text, "llm circuit open") == 1  # once, not per signal held back
+    assert '"failures": 3' in text and '"cooldown_s": 60' in text
+
+
+def test_after_the_cooldown_one_probe_and_its_success_closes_the_breaker(registry, tmp_path, server, api_key, logs):
+    server.script(*[SERVER_ERROR] * 4)  # then the default HOLD answer
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=2, breaker_failures=2, breaker_cooldown_seconds=0.3)
+    assert all(isinstance(ask(deepseek, bar), SynthesisFailed) for bar in range(2))
+    assert ask(deepseek, 2).reason.startswith("circuit breaker open after 2 consecutive failed signals; next probe in ")
+    assert server.request_count == 4
+    time.sleep(0.35)
+    assert ask(deepseek, 3) == "HOLD"  # the probe
+    assert server.request_count == 5
+    assert [ask(deepseek, bar) for bar in range(4, 7)] == ["HOLD"] * 3  # closed again
+    assert server.request_count == 8
+    text = logs()
+    assert events(text, "llm circuit open") == 1 and events(text, "llm circuit closed") == 1
+
+
+def test_a_failed_probe_is_one_request_and_reopens_the_breaker(registry, tmp_path, server, api_key, logs):
+    server.default = SERVER_ERROR
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=3, breaker_failures=1, breaker_cooldown_seconds=0.3)
+    assert ask(deepseek, 0).attempts == 3
+    assert ask(deepseek, 1).attempts == 0
+    time.sleep(0.35)
+    probe = ask(deepseek, 2)
+    assert server.request_count == 4  # the probe is a single request, not max_attempts
+    assert (probe.attempts, probe.reason) == (1, "HTTP 500 server error: Internal Server Error")
+    again = ask(deepseek, 3)
+    assert again.attempts == 0 and again.reason.startswith("circuit breaker open after 2 consecutive failed signals")
+    assert server.request_count == 4
+    time.sleep(0.35)
+    server.default = answer("SELL", 0.6)
+    assert ask(deepseek, 4) == "SELL" and server.request_count == 5
+    text = logs()
+    assert events(text, "llm circuit open") == 1 and events(text, "llm circuit closed") == 1
+    assert events(text, "llm circuit probe failed") == 1
+
+
+def test_while_one_signal_probes_the_others_fall_back(registry, tmp_path, server, api_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.script(SERVER_ERROR, keep_alive(0.5, interval=0.1, then=answer("SELL", 0.6)))
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=1, breaker_failures=1, breaker_cooldown_seconds=0.2)
+    assert ask(deepseek, 0).attempts == 1
+    time.sleep(0.25)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda bar: ask(deepseek, bar), range(1, 7)))
+    assert server.request_count == 2  # one probe
+    assert answers.count("SELL") == 1
+    assert sorted(a.reason for a in answers if a != "SELL") == ["circuit breaker half-open: another signal is probing"] * 5
+    assert ask(deepseek, 7) == "HOLD" and server.request_count == 3
+
+
+def test_a_success_resets_the_count(registry, tmp_path, server, api_key):
+    server.script(SERVER_ERROR, SERVER_ERROR, answer("SELL", 0.6), SERVER_ERROR, SERVER_ERROR)
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=1, breaker_failures=3)
+    results = [ask(deepseek, bar) for bar in range(6)]
+    assert results[2] == "SELL" and results[5] == "HOLD"  # 2 failures, a success, 2 failures: never open
+    assert server.request_count == 6
+
+
+def test_breaker_failures_0_turns_the_breaker_off(registry, tmp_path, server, api_key):
+    server.default = SERVER_ERROR
+    deepseek = synthesizer(registry, server, tmp_path, max_attempts=1, breaker_failures=0)
+    assert [ask(deepseek, bar).attempts for bar in range(8)] == [1] * 8
+    assert server.request_count == 8
+
+
+def test_a_dead_endpoint_costs_requests_only_until_the_breaker_opens(registry, tmp_path, server, api_key):
+    server.default = SERVER_ERROR
+    signals = collect_signals(build(registry, tmp_path, server, max_attempts=2, breaker_failures=2), iterations=5)
+    assert server.request_count == 4
+    assert [s.synthesizer for s in signals] == ["consensus"] * 5
+    assert [s.attempts for s in signals] == [2, 2, 0, 0, 0]
+    assert {s.fallback_reason for s in signals[2:]} == {OPEN_60.format(2)}  # breaker_cooldown_seconds: 60 by default

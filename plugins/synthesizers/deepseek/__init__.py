@@ -11,6 +11,9 @@ What it guarantees:
 - A server's `retry-after` holds back every request, of any signal, until that time. One longer
   than `max_retry_after_seconds` is not waited for: the signal, and every signal until then, falls
   back at once and says why.
+- A circuit breaker: after `breaker_failures` consecutive failed signals every signal falls back
+  at once for `breaker_cooldown_seconds`; then one signal probes with a single request, and its
+  outcome closes the breaker or opens it again.
 - `timeout_seconds` bounds a whole attempt, also when the server keeps the connection alive by
   trickling blank lines (which a per-read timeout never catches).
 - A response cache (SQLite, keyed by model and a hash of everything sent) answers a repeated
@@ -22,7 +25,7 @@ What it guarantees:
 
 The package: this module is the synthesizer (config, retry loop, messages, cost estimate),
 `client.py` one request and its answer, `cache.py` the SQLite response cache and daily budget,
-`guards.py` the remembered retry-after.
+`guards.py` the remembered retry-after and the circuit breaker.
 """
 
 from __future__ import annotations
@@ -46,11 +49,11 @@ from .cache import CACHE_FORMAT, SCHEMA, ResponseStore, request_hash
 from .client import (
     NO_RETRY_STATUSES, STATUS_LABELS, AttemptFailed, ChatClient, LLMAnswer, parse_answer, strip_fences, transport_errors, usage_from,
 )
-from .guards import Hold, NotBefore
+from .guards import CircuitBreaker, Hold, NotBefore
 
 __all__ = [
     "CACHE_FORMAT", "JSON_HINT", "MAX_REASONING_CHARS", "NO_RETRY_STATUSES", "SCHEMA", "STATUS_LABELS",
-    "TOKENS_PER_CHAR", "TYPICAL_COMPLETION_TOKENS", "AttemptFailed", "ChatClient", "DeepSeekConfig", "DeepSeekSynthesizer",
+    "TOKENS_PER_CHAR", "TYPICAL_COMPLETION_TOKENS", "AttemptFailed", "ChatClient", "CircuitBreaker", "DeepSeekConfig", "DeepSeekSynthesizer",
     "Hold", "LLMAnswer", "NotBefore", "ResponseStore", "parse_answer", "register_synthesizers", "strip_fences", "transport_errors",
 ]
 
@@ -66,7 +69,8 @@ TYPICAL_COMPLETION_TOKENS = 100  # {"signal": ..., "confidence": ..., "reasoning
 class DeepSeekConfig(PluginConfig):
     transport_fields = frozenset({
         "timeout_seconds", "api_key_env", "price_input_cache_hit", "price_input_cache_miss", "price_output", "max_attempts",
-        "backoff_seconds", "backoff_max_seconds", "max_retry_after_seconds", "cache_enabled", "cache_path", "daily_token_budget", "daily_cost_budget",
+        "backoff_seconds", "backoff_max_seconds", "max_retry_after_seconds", "breaker_failures",
+        "breaker_cooldown_seconds", "cache_enabled", "cache_path", "daily_token_budget", "daily_cost_budget",
     })
 
     base_url: str = Field(default="https://api.deepseek.com", description="Any OpenAI-compatible endpoint")
@@ -87,6 +91,12 @@ class DeepSeekConfig(PluginConfig):
         default=60.0, ge=0,
         description="Longest server retry-after (429, 503) waited for; a longer one falls back at once, and so does "
                     "every signal until the time the server gave")
+    breaker_failures: int = Field(
+        default=5, ge=0,
+        description="Consecutive failed signals (every request failed) after which the circuit breaker opens: "
+                    "signals fall back without a request; 0 = no breaker")
+    breaker_cooldown_seconds: float = Field(
+        default=60.0, ge=0, description="How long an open breaker sends nothing before one signal probes with one request")
     cache_enabled: bool = True
     cache_path: Path = Field(default=Path("v7-llm-cache.db"), description="SQLite file for the response cache and daily usage")
     daily_token_budget: int | None = Field(default=None, ge=0, description="Prompt + completion tokens per UTC day; None = unlimited")
@@ -117,6 +127,7 @@ class DeepSeekSynthesizer(Synthesizer):
         self._chat = ChatClient(self.config)
         self._secrets: list[str] = []
         self._not_before = NotBefore()  # the server's latest retry-after, for every signal
+        self._breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_cooldown_seconds)
 
     # -- secrets ---------------------------------------------------------------------------
 
@@ -228,10 +239,36 @@ class DeepSeekSynthesizer(Synthesizer):
         if api_key is None:
             raise SynthesisFailed(f"no API key: environment variable {cfg.api_key_env} is not set", attempts=0)
 
+        probe = self._breaker.admit()
+        if probe:
+            log.info("llm circuit probe", failures=self._breaker.consecutive_failures)
+        try:
+            synthesis = self._ask(api_key, messages, key, 1 if probe else cfg.max_attempts, log)
+        except SynthesisFailed as exc:
+            if exc.attempts > 0 and not self._closing.is_set():
+                change = self._breaker.failed(probe)
+                fields = {"failures": self._breaker.consecutive_failures, "cooldown_s": cfg.breaker_cooldown_seconds}
+                if change == "opened":
+                    log.warning("llm circuit open", **fields)
+                elif change == "reopened":
+                    log.info("llm circuit probe failed", **fields)
+            else:
+                self._breaker.release(probe)
+            raise
+        except BaseException:  # a bug or an unexpected error: never leave the breaker waiting for this probe
+            self._breaker.release(probe)
+            raise
+        ended = self._breaker.succeeded()
+        if ended:
+            log.info("llm circuit closed", failures=ended)
+        return synthesis
+
+    def _ask(self, api_key: str, messages: list[dict[str, str]], key: str, max_attempts: int, log: Any) -> Synthesis:
+        """The requests of one signal, retried up to `max_attempts`; SynthesisFailed when none gave an answer."""
         usage: TokenUsage | None = None
         attempts = 0
         last_reason = ""
-        while attempts < cfg.max_attempts:
+        while attempts < max_attempts:
             self._wait_for_retry_after(attempts, usage, log)
             # With a budget, check, request and count happen under one gate: symbols synthesized in
             # parallel cannot all pass the check before any of them has spent (serial requests, then).
@@ -255,16 +292,16 @@ class DeepSeekSynthesizer(Synthesizer):
                 last_reason = self._redact(failed.reason)
                 if failed.retry_after is not None and failed.retry_after > 0:
                     self._not_before.remember(failed.retry_after, last_reason)
-                    if failed.retry and failed.retry_after > cfg.max_retry_after_seconds:
+                    if failed.retry and failed.retry_after > self.config.max_retry_after_seconds:
                         self._wait_for_retry_after(attempts, usage, log)  # raises: the wait is too long
                 if not failed.retry:
                     log.warning("request failed; not retried", attempt=attempts, reason=last_reason)
-                    suffix = f" (attempt {attempts} of {cfg.max_attempts})" if attempts > 1 else ""
+                    suffix = f" (attempt {attempts} of {max_attempts})" if attempts > 1 else ""
                     raise SynthesisFailed(last_reason + suffix, attempts=attempts, usage=usage) from None
-                if attempts >= cfg.max_attempts:
+                if attempts >= max_attempts:
                     break
                 delay = self._delay(attempts, failed.retry_after)
-                log.warning("attempt failed; retrying", attempt=attempts, max_attempts=cfg.max_attempts,
+                log.warning("attempt failed; retrying", attempt=attempts, max_attempts=max_attempts,
                             reason=last_reason, delay_seconds=round(delay, 3))
                 if self._closing.wait(delay):
                     raise SynthesisFailed(f"stopped while waiting to retry; last: {last_reason}", attempts=attempts, usage=usage)
