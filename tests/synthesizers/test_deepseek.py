@@ -706,3 +706,25 @@ def test_a_dead_endpoint_costs_requests_only_until_the_breaker_opens(registry, t
     assert [s.synthesizer for s in signals] == ["consensus"] * 5
     assert [s.attempts for s in signals] == [2, 2, 0, 0, 0]
     assert {s.fallback_reason for s in signals[2:]} == {OPEN_60.format(2)}  # breaker_cooldown_seconds: 60 by default
+
+
+# -- the response cache file ---------------------------------------------------------------
+
+
+def test_the_response_cache_file_is_owner_only(registry, tmp_path, server, api_key):
+    import os
+    import stat
+
+    path = tmp_path / "cache" / "llm-cache.db"  # its folder is created too
+    previous = os.umask(0o022)  # the usual default: files readable by everyone
+    try:
+        deepseek = synthesizer(registry, server, tmp_path, cache_path=str(path))
+        assert deepseek.synthesize(request()).direction == "HOLD"
+        files = [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))]
+        assert path.with_name(path.name + "-wal").exists()  # WAL mode: the companions exist while it is open
+        for created in files:
+            if created.exists():
+                assert stat.S_IMODE(os.stat(created).st_mode) == 0o600, created.name
+        deepseek.close()
+    finally:
+        os.umask(previous)

@@ -1,6 +1,7 @@
 """DeepSeek's SQLite file: the response cache (a repeated request answered without a call) and the daily budget.
 
-One file, opened on first use, holds two tables: `llm_responses` (model, request hash, the answer
+One file, opened on first use and created readable by its owner only (0600, as are its -wal and
+-shm companions), holds two tables: `llm_responses` (model, request hash, the answer
 and the usage of the original call) and `llm_daily_usage` (per UTC day: requests, tokens, cost).
 """
 
@@ -14,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from v7 import Synthesis, TokenUsage, format_utc
+from v7 import Synthesis, TokenUsage, create_private, format_utc
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import DeepSeekConfig
@@ -85,6 +86,7 @@ class ResponseStore:
             path = Path(self.config.cache_path)
             if path.parent and not path.parent.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)  # the model's answers and reasoning: owner only; SQLite gives -wal/-shm the same mode
             db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
