@@ -728,3 +728,32 @@ def test_the_response_cache_file_is_owner_only(registry, tmp_path, server, api_k
         deepseek.close()
     finally:
         os.umask(previous)
+
+
+def test_the_breaker_and_the_retry_after_memory_follow_their_clock():
+    from v7.plugins.synthesizers.deepseek import CircuitBreaker, NotBefore
+
+    now = [1000.0]
+    breaker = CircuitBreaker(failures=2, cooldown=60, clock=lambda: now[0])
+    assert breaker.admit() is False and breaker.failed(False) is None
+    assert breaker.failed(False) == "opened"
+    now[0] += 18
+    with pytest.raises(SynthesisFailed, match="^circuit breaker open after 2 consecutive failed signals; next probe in 42 s$"):
+        breaker.admit()
+    now[0] += 42
+    assert breaker.admit() is True  # the probe
+    with pytest.raises(SynthesisFailed, match="another signal is probing"):
+        breaker.admit()
+    breaker.release(True)  # it sent nothing: the next signal probes instead
+    assert breaker.admit() is True
+    assert breaker.succeeded() == 2 and breaker.admit() is False
+
+    not_before = NotBefore(clock=lambda: now[0])
+    not_before.remember(120, "HTTP 429 rate limited")
+    not_before.remember(5, "HTTP 429 rate limited")  # an earlier time does not shorten the wait
+    now[0] += 100
+    hold = not_before.hold()
+    assert (hold.remaining, hold.asked) == (20, 120)
+    assert hold.too_long(10).startswith("retry-after 120 s exceeds max_retry_after_seconds (10 s): no request before ")
+    now[0] += 20
+    assert not_before.hold() is None
