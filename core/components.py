@@ -60,6 +60,16 @@ class NotSupported(Exception):
     """A plugin was asked for an optional capability it does not offer (see `Component.supports`)."""
 
 
+class SignalSpooled(Exception):
+    """Raised by `Sink.write` for a signal it could not store now but kept durably (a spool file) and
+    will store later: the run counts it as spooled, not lost. The message says where it waits."""
+
+
+class SignalHeld(Exception):
+    """Raised by `Sink.write` for a signal kept only in memory, to be saved by `close()`; the run asks
+    `Sink.unsaved()` after closing which ones are still nowhere durable."""
+
+
 class SynthesisFailed(Exception):
     """Raised by a synthesizer that gave up; the fallback takes over and the signal keeps these facts."""
 
@@ -207,6 +217,13 @@ class Sink(Component):
         """Optional: a reader for a store named on the command line (`v7 stats --db FILE`)."""
         raise NotSupported(f"sink {cls.name!r} cannot open a store by location (it does not implement reader_at)")
 
+    def unsaved(self) -> list[Signal]:
+        """Optional: after `close()`, the signals `write` raised `SignalHeld` for that are still in memory only.
+
+        The run writes them to stdout as JSON lines, the last resort, and counts them as lost.
+        """
+        raise NotSupported(f"sink {self.name!r} holds no signals in memory (it does not implement unsaved)")
+
 
 KINDS: dict[str, type[Component]] = {
     "theory": Theory,
@@ -220,5 +237,5 @@ KINDS: dict[str, type[Component]] = {
 OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "feed": ("fetch_history", "fetch_context", "fetch_candles"),
     "synthesizer": ("estimate_cost",),
-    "sink": ("reader", "reader_at"),
+    "sink": ("reader", "reader_at", "unsaved"),
 }

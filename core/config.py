@@ -38,7 +38,9 @@ SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$",
 
 
 # Engine settings that say which symbols run and how fast, not what a signal is: out of the config hash.
-ENGINE_TRANSPORT_FIELDS = frozenset({"symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds"})
+ENGINE_TRANSPORT_FIELDS = frozenset({
+    "symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds", "context_timeout_seconds", "iteration_timeout_seconds",
+})
 
 
 class ConfigError(Exception):
@@ -60,6 +62,14 @@ class EngineConfig(BaseModel):
     theory_timeout_seconds: float = Field(default=10.0, gt=0, description="a theory running longer is an error")
     symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols whose theories run concurrently")
     fetch_workers: int = Field(default=16, ge=1, le=256, description="symbols fetched concurrently (feeds respect their own rate limits)")
+    context_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long, from the start of an iteration, a symbol waits for market context before going on without it",
+    )
+    iteration_timeout_seconds: float | None = Field(
+        default=None, gt=0,
+        description="an iteration's deadline: symbols still running then are stored when done and skipped until they are; "
+        "None = interval_seconds when a feed is live, no deadline for replays",
+    )
 
     @field_validator("symbols")
     @classmethod

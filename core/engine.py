@@ -9,54 +9,20 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .components import EndOfData, Feed, PromptFormatter, Sink, StartupError, SynthesisFailed, Synthesizer, Theory
+from .components import (
+    EndOfData, Feed, PromptFormatter, SignalHeld, SignalSpooled, Sink, StartupError, SynthesisFailed, Synthesizer, Theory,
+)
 from .config import V7Config
 from .logs import get_logger
 from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryResult
+from .outcome import Delivery, RunOutcome, SignalKey, signal_key
 from .registry import Registry
+from .scheduler import Scheduler
 
 from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
-
-
-@dataclass
-class RunOutcome:
-    """What a run did, as counts: signals produced, stored by at least one sink, already stored, stored nowhere."""
-
-    produced: int = 0
-    stored: int = 0
-    already_stored: int = 0
-    not_stored: int = 0
-    symbols: list[str] = field(default_factory=list)
-    with_signal: set[str] = field(default_factory=set)
-
-    @property
-    def silent_symbols(self) -> list[str]:
-        """Symbols that never produced a signal (no usable data, or every synthesizer failed)."""
-        return [s for s in self.symbols if s not in self.with_signal]
-
-    def count(self, symbol: str, stored_by: int, duplicate_in: int) -> None:
-        self.produced += 1
-        self.with_signal.add(symbol)
-        if stored_by:
-            self.stored += 1
-        elif duplicate_in:
-            self.already_stored += 1
-        else:
-            self.not_stored += 1
-
-    def as_fields(self) -> dict[str, int]:
-        return {"produced": self.produced, "stored": self.stored, "already_stored": self.already_stored, "not_stored": self.not_stored}
-
-    def describe(self) -> str:
-        """The closing line of `v7 run`."""
-        return (
-            f"{self.produced} signal(s) produced, {self.stored} stored, {self.already_stored} already stored, "
-            f"{self.not_stored} not stored by any sink"
-        )
 
 
 @dataclass(frozen=True)
@@ -64,9 +30,9 @@ class Fetched:
     """What the feeds returned for one symbol in one iteration."""
 
     candles: CandleSeries
-    context: MarketContext | None
-    context_error: str | None
     elapsed_ms: float
+    context: MarketContext | None = None  # filled in by the scheduler, fetched once per iteration
+    context_error: str | None = None
 
 
 def _checked(answer: Any) -> Synthesis:
@@ -203,7 +169,7 @@ class Pipeline:
         return None, ("; ".join(errors) or None)
 
     def fetch(self, symbol: str) -> "Fetched | None":
-        """Candles and market context for one symbol; None when the symbol must be skipped this iteration.
+        """Candles for one symbol (market context comes separately); None when the symbol must be skipped this iteration.
 
         Raises `EndOfData` when a replay has no more bars for the symbol.
         """
@@ -223,8 +189,7 @@ class Pipeline:
         if candles is None or len(candles) == 0:
             log.warning("feed returned no usable candles; symbol skipped this iteration", plugin=feed.name)
             return None
-        context, context_error = self.fetch_context(symbol) if self.config.context_feeds else (None, None)
-        return Fetched(candles.tail(engine.lookback), context, context_error, (time.perf_counter() - started) * 1000)
+        return Fetched(candles.tail(engine.lookback), (time.perf_counter() - started) * 1000)
 
     def evaluate(self, symbol: str, fetched: "Fetched") -> Signal | None:
         """Theories, formatters and synthesizer on fetched data; None when no synthesizer answered."""
@@ -268,13 +233,11 @@ class Pipeline:
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
-    def store(self, signal: Signal) -> tuple[int, int]:
-        """Hand a signal to every sink; one failing sink never stops the others.
-
-        Returns (sinks that stored it, sinks that had it already).
-        """
+    def store(self, signal: Signal) -> Delivery:
+        """Hand a signal to every sink; one failing sink never stops the others."""
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
-        stored = duplicates = 0
+        stored = already = spooled = 0
+        held: list[str] = []
         mark = time.perf_counter()
         for sink in self.sinks:
             try:
@@ -282,12 +245,44 @@ class Pipeline:
                     stored += 1
                     log.info("signal stored", plugin=sink.name, direction=signal.direction, bar_time=signal.bar_time.isoformat())
                 else:
-                    duplicates += 1
+                    already += 1
                     log.info("signal already stored; not duplicated", plugin=sink.name, bar_time=signal.bar_time.isoformat())
+            except SignalSpooled as exc:
+                spooled += 1
+                log.error("sink could not store signal; spooled", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
+            except SignalHeld as exc:
+                held.append(sink.name)
+                log.error("sink could not store or spool signal; held in memory", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
             except Exception as exc:
                 log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
         signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
-        return stored, duplicates
+        return Delivery(stored, already, spooled, tuple(held), len(self.sinks))
+
+    def last_resort(self, signal: Signal, reason: str) -> None:
+        """A signal in no store and no spool: its JSON on stdout (one line), the only copy left."""
+        get_logger(symbol=signal.symbol, run_id=self.run_id).error(
+            "signal lost: no sink stored or spooled it; its JSON is written to stdout", bar_time=signal.bar_time.isoformat(), reason=reason,
+        )
+        print(signal.model_dump_json(), flush=True)
+
+    def _settle_held(self, outcome: "RunOutcome") -> None:
+        """After the sinks closed: held signals that no holder saved go to stdout and count as lost."""
+        if not outcome.held:
+            return
+        unsaved: dict[str, set[SignalKey]] = {}
+        signals: dict[SignalKey, Signal] = {}
+        for sink in self.sinks:
+            if sink.supports("unsaved"):
+                try:
+                    left = sink.unsaved()
+                except Exception as exc:
+                    get_logger(plugin=sink.name).error("unsaved failed", error=f"{type(exc).__name__}: {exc}")
+                    continue
+                unsaved[sink.name] = {signal_key(s) for s in left}
+                signals.update((signal_key(s), s) for s in left)
+        for key in outcome.settle(unsaved):
+            if key in signals:
+                self.last_resort(signals[key], "held in memory by a sink that could not save it at close")
 
     def run_info(self) -> RunInfo:
         from . import __version__
@@ -346,10 +341,11 @@ class Pipeline:
             self.open()
             iteration = 0
             engine = self.config.engine
+            deadline_s = engine.iteration_timeout_seconds or (engine.interval_seconds if live else None)
             # Feeds wait on the network, theories on the CPU: separate pools, so 50 symbols fetch
-            # concurrently while only `symbol_workers` compute at a time.
-            with ThreadPoolExecutor(max_workers=min(engine.fetch_workers, len(symbols)), thread_name_prefix="fetch") as fetchers, \
-                    ThreadPoolExecutor(max_workers=min(engine.symbol_workers, len(symbols)), thread_name_prefix="symbol") as pool:
+            # concurrently while only `symbol_workers` compute at a time (see core/scheduler.py).
+            scheduler = Scheduler(self, list(symbols), outcome, on_signal)
+            try:
                 while not stop.is_set() and (iterations is None or iteration < iterations):
                     iteration += 1
                     started = time.monotonic()
@@ -357,47 +353,23 @@ class Pipeline:
                     if not active:
                         log.info("every symbol reached the end of its data; stopping")
                         break
-                    fetches = {fetchers.submit(self.fetch, s): s for s in active}
-                    evaluations: dict[str, Future[Signal | None]] = {}
-                    for future in as_completed(fetches):
-                        symbol = fetches[future]
-                        try:
-                            fetched = future.result()
-                        except EndOfData as exc:
-                            ended.add(symbol)
-                            log.info("feed has no more data for symbol", symbol=symbol, reason=str(exc))
-                            continue
-                        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
-                            log.exception("fetching failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
-                            continue
-                        if fetched is not None:
-                            evaluations[symbol] = pool.submit(self.evaluate, symbol, fetched)
-                    if not evaluations and not live and any(s not in ended for s in active):
+                    report = scheduler.iterate(active, None if deadline_s is None else started + deadline_s)
+                    ended.update(report.ended)
+                    if not report.evaluated and not live and any(s not in ended for s in active) and not scheduler.busy:
                         # Replayed data will not appear by retrying: stop instead of spinning.
                         log.error("no symbol produced data and no feed is live; stopping", symbols=[s for s in active if s not in ended])
                         break
-                    for symbol in active:  # stored in the order of the config's symbols
-                        if symbol not in evaluations:
-                            continue
-                        try:
-                            signal = evaluations[symbol].result()
-                        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
-                            log.exception("processing failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
-                            continue
-                        if signal is None:
-                            continue
-                        outcome.count(symbol, *self.store(signal))
-                        self._log_signal(signal)
-                        if on_signal is not None:
-                            on_signal(signal)
-                        del signal
                     if live and (iterations is None or iteration < iterations):
-                        stop.wait(max(0.0, self.config.engine.interval_seconds - (time.monotonic() - started)))
+                        stop.wait(max(0.0, engine.interval_seconds - (time.monotonic() - started)))
+                scheduler.drain()
+            finally:
+                scheduler.close()
             if stop.is_set():
                 log.info("stop requested; the current signals were finished and stored")
         finally:
             finished.set()
             self.close()
+            self._settle_held(outcome)
             log.info("run stopped", **outcome.as_fields())
         return outcome
 
@@ -419,7 +391,7 @@ class Pipeline:
             except Exception as exc:
                 get_logger(plugin=component.name).error("close failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _log_signal(self, signal: Signal) -> None:
+    def log_signal(self, signal: Signal) -> None:
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
         for result in signal.theory_results:
             # A constant event with the values as fields, so JSON logs can be aggregated per theory.

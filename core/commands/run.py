@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal as signals
+import sys
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ from .common import CONFIG_HELP, Context, fail, load, parse_symbols, warn_config
 def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | None) -> None:
     """Run the pipeline every `interval_seconds` (replay feeds do not wait)."""
     from ..engine import Pipeline, StartupError, limit_threads
+    from ..outcome import EXIT_NO_SIGNAL, EXIT_SPOOLED
 
     registry, config = load(ctx, config_path)
     warn_config(config)
@@ -56,7 +58,18 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
             f"Note: every signal of this run was already stored for this config (hash {pipeline.config_hash}): "
             "these bars were run before with the same settings, so nothing new was written.", err=True,
         )
-    silent = outcome.silent_symbols
-    if silent and not stop.is_set():
-        # Exit 1: the run finished but did not do its job for these symbols (see the log for why).
-        fail(f"no signal for {', '.join(silent)}: the feed gave no usable data or no synthesizer answered (see the log above)", code=1)
+    if outcome.lost:
+        click.echo(
+            f"Error: {outcome.lost} signal(s) lost: no sink could store or spool them; their JSON lines are on stdout "
+            "(the log above says why).", err=True,
+        )
+    silent = outcome.silent_symbols if not stop.is_set() else []
+    if silent:
+        # The run finished but did not do its job for these symbols (see the log for why).
+        click.echo(f"Error: no signal for {', '.join(silent)}: the feed gave no usable data or no synthesizer answered (see the log above)", err=True)
+    if outcome.spooled:
+        click.echo(f"Note: {outcome.spooled} signal(s) wait in a spool, not yet in the store; they are stored at the next run.", err=True)
+    code = outcome.exit_code
+    if code == EXIT_NO_SIGNAL and not silent:  # stopped on request before every symbol had its turn
+        code = EXIT_SPOOLED if outcome.spooled else 0
+    sys.exit(code)

@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "EndOfData": "v7.core.components",
     "NotSupported": "v7.core.components",
     "StartupError": "v7.core.components",
+    "SignalSpooled": "v7.core.components",
+    "SignalHeld": "v7.core.components",
     "EnvVarName": "v7.core.components",
     "CostEstimate": "v7.core.models",
     "GRANULARITY_SECONDS": "v7.core.models",
@@ -97,8 +99,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.commands.export import signals_frame
     from v7.core.candles import CandleDataError, check_spacing, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
-        Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, Sink, StartupError,
-        SynthesisFailed, Synthesizer, Theory, TheoryConfig,
+        Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, SignalHeld,
+        SignalSpooled, Sink, StartupError, SynthesisFailed, Synthesizer, Theory, TheoryConfig,
     )
     from v7.core.errors import one_line
     from v7.core.files import PRIVATE_MODE, create_private

@@ -37,12 +37,12 @@ def test_default_config_run_stores_six_signals(tmp_path):
     assert "hurst" in json.loads(results[0][6])
     # The log shows each theory result (its first metric as `value`) and the time each stage took.
     assert "theory result" in result.stderr and "theory=hurst_exponent" in result.stderr and "timings_ms=" in result.stderr
-    assert "6 signal(s) produced, 6 stored, 0 already stored, 0 not stored by any sink." in result.stderr
+    assert "6 signal(s) produced, 6 stored, 0 already stored, 0 spooled, 0 lost." in result.stderr
 
     # The same config over the same bars stores nothing twice, and the closing line says so.
     again = run_v7("run", "--config", "config.toml", "--iterations", "3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "6 signal(s) produced, 0 stored, 6 already stored, 0 not stored by any sink." in again.stderr
+    assert "6 signal(s) produced, 0 stored, 6 already stored, 0 spooled, 0 lost." in again.stderr
     assert "Note: every signal of this run was already stored for this config" in again.stderr
 
 

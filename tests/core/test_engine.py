@@ -191,7 +191,7 @@ def test_fifty_symbols_fetch_concurrently_not_serially(registry, tmp_path):
     started = time.monotonic()
     signals = collect_signals(pipeline, iterations=1)
     elapsed = time.monotonic() - started
-    assert [s.symbol for s in signals] == symbols  # stored in config order
+    assert sorted(s.symbol for s in signals) == symbols  # stored as each is ready: a slow symbol delays only itself
     assert max(SlowFeed.calls) - min(SlowFeed.calls) < 1.0  # all 50 answered within one "round trip" or so
     assert elapsed < 50 * 0.2 / 4, elapsed  # serial fetching would take 10 s
 
@@ -316,6 +316,6 @@ def test_a_run_keeps_no_signal_in_memory(registry, tmp_path):
     outcome = pipeline.run(iterations=20, on_signal=lambda signal: seen.append(weakref.ref(signal)))
     gc.collect()
     assert outcome.produced == len(seen) == 20 * len(pipeline.config.engine.symbols)
-    assert outcome.stored == outcome.produced and outcome.not_stored == 0
+    assert outcome.stored == outcome.produced and outcome.lost == 0 and outcome.spooled == 0
     alive = [ref for ref in seen if ref() is not None]
     assert not alive, f"{len(alive)} signal(s) still referenced after the run"

@@ -74,7 +74,9 @@ def fakes():
 def live_config(tmp_path: Path, fakes, installed, synthesizer: str | None = None, **engine: Any) -> Path:
     coinbase, coingecko, deepseek = fakes
     config = tomllib.loads(LIVE_CONFIG.read_text())
-    config["engine"].update({"interval_seconds": 1.0, **engine})
+    # A 1 s interval keeps the test short; the deadline stays generous, so the cold first iteration
+    # (1,000 candles paged, five theories) is not cut off by it and each iteration serves both symbols.
+    config["engine"].update({"interval_seconds": 1.0, "iteration_timeout_seconds": 60.0, **engine})
     config["feeds"]["coinbase"].update({
         "rest_url": coinbase.url, "ws_url": coinbase.ws_url,
         "max_retries": 1, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05,

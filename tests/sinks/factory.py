@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from helpers import REPO
 from v7 import RunInfo, Signal, TheoryResult, TokenUsage
@@ -74,3 +79,17 @@ class LogCapture:
 
     def events(self, level: str | None = None) -> list[str]:
         return [event for lvl, event, _ in self.records if level is None or lvl == level]
+
+
+def make_read_only(*paths: Path):
+    """Make files or folders really read-only and return the undo. Root ignores permission bits, so
+    as root they are made immutable (chattr +i), which root cannot write either."""
+    if os.geteuid() != 0:
+        modes = [(path, path.stat().st_mode) for path in paths]
+        for path in paths:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        return lambda: [path.chmod(mode) for path, mode in modes]
+    names = [str(path) for path in paths]
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", *names], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a file read-only for root")
+    return lambda: subprocess.run(["chattr", "-i", *names], check=True)

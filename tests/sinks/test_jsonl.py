@@ -103,7 +103,7 @@ def test_a_locked_sqlite_sink_does_not_stop_jsonl_and_catches_up_later(tmp_path)
         locker.close()
     assert locked.returncode == 0, locked.stderr
     lines = log_lines(locked.stderr)
-    failed = [line for line in lines if line["event"] == "sink failed to store signal"]
+    failed = [line for line in lines if line["event"] == "sink could not store signal; spooled"]
     assert len(failed) == 6 and {line["plugin"] for line in failed} == {"sqlite"}
     assert all(f"cannot write {tmp_path / 'v7.db'}: database is locked" in line["error"] for line in failed)
     assert all("spooled to" in line["error"] for line in failed)

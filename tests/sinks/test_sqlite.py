@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import FAST_THEORIES, LogCapture, make_signal, run_info, write_config
+from factory import FAST_THEORIES, LogCapture, make_read_only, make_signal, run_info, write_config
 from helpers import run_v7
 from v7 import Signal
 from v7.plugins.sinks import sqlite as sqlite_sink
@@ -364,17 +364,6 @@ def test_nothing_is_lost_when_a_spooled_signal_is_refused(tmp_path):
 # -- a real read-only file, and readers during a run ---------------------------------------------
 
 
-def make_read_only(path: Path):
-    """Make a file really read-only and return the undo. Root ignores permission bits, so as root
-    the file is made immutable (chattr +i), which root cannot write either."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        return lambda: path.chmod(0o644)
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("running as root on a file system without chattr +i: cannot make a file read-only for root")
-    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
 def test_read_only_database_file_spools_and_recovers(tmp_path):
     write_config(tmp_path, theories=FAST_THEORIES)
     first = run_v7("run", "--config", "config.toml", "--iterations", "2", "--symbols", "BTC-USD", cwd=tmp_path)
@@ -385,10 +374,11 @@ def test_read_only_database_file_spools_and_recovers(tmp_path):
         read_only = run_v7("--log-json", "run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path)
     finally:
         undo()
-    assert read_only.returncode == 0, read_only.stderr
+    assert read_only.returncode == 3, read_only.stderr  # 3: signals wait in the spool, not in the store
+    assert "8 signal(s) produced, 0 stored, 0 already stored, 8 spooled, 0 lost." in read_only.stderr
     lines = [json.loads(line) for line in read_only.stderr.splitlines() if line.startswith("{")]
     assert any(line["event"] == "sqlite sink cannot write its database; signals are spooled until it can" for line in lines)
-    failures = [line for line in lines if line["event"] == "sink failed to store signal"]
+    failures = [line for line in lines if line["event"] == "sink could not store signal; spooled"]
     # 4 iterations × 2 symbols: all wait in the spool (the 2 BTC-USD bars stored before are
     # recognised as such only once the database can be written again).
     assert len(failures) == 8

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from v7 import create_private, format_utc
+from v7 import SignalHeld, SignalSpooled, create_private, format_utc
 
 SCHEMA_VERSION = 2
 
@@ -110,6 +110,13 @@ class SqliteSinkError(RuntimeError):
     """The sqlite sink could not store a signal, or could not open its database; the message says where and why."""
 
 
+class SqliteSinkSpooled(SqliteSinkError, SignalSpooled):
+    """The signal was not stored now; it waits in a spool file and is stored at a later write or open."""
+
+
+class SqliteSinkHeld(SqliteSinkError, SignalHeld):
+    """The signal was stored nowhere and could not be spooled; it is held in memory until close."""
+
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures of the storage (lock, permissions, space, I/O), not of the data."""
@@ -196,8 +203,7 @@ def open_reader(path: str | Path, timeout_s: float = 5.0) -> sqlite3.Connection:
     path = Path(path)
     if not path.is_file():
         raise SqliteSinkError(f"no database at {path.resolve()}: run `v7 run` first or check [sinks.sqlite] path")
-    connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False)
-    connection.row_factory = sqlite3.Row
+    connection = _read_only_connection(path, timeout_s)
     version = schema_version(connection)
     if not version:
         connection.close()
@@ -205,6 +211,33 @@ def open_reader(path: str | Path, timeout_s: float = 5.0) -> sqlite3.Connection:
     if version > SCHEMA_VERSION:
         connection.close()
         raise SqliteSinkError(f"{path.resolve()}: schema version {version} is newer than this V7 understands ({SCHEMA_VERSION})")
+    return connection
+
+
+def _read_only_connection(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """`mode=ro`; on read-only media, where SQLite cannot create the WAL index (-shm), `immutable=1`.
+
+    Immutable ignores a -wal file, so it is used only when no WAL with commits is beside the database.
+    """
+    uri = f"file:{quote(str(path.resolve()))}"
+    connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+            raise SqliteSinkError(f"cannot read {path.resolve()}: {describe(exc)}") from exc
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise SqliteSinkError(
+                f"cannot read {path.resolve()} on read-only media: its WAL {wal} holds commits that SQLite can read "
+                "only where it can create the WAL index; copy the database with its -wal to writable storage"
+            ) from exc
+    connection = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout_s, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
     return connection
 
 

@@ -24,8 +24,9 @@ from pydantic import Field
 from v7 import PluginConfig, RunInfo, Signal, Sink, format_utc, one_line
 
 from . import schema
-from .schema import SCHEMA_VERSION, SqliteSinkError, describe, ensure_schema, is_retryable
-from .spool import Spool, spool_path_for
+from .identity import DatabaseIdentity, DatabaseReplaced, probe_writable, set_aside_stale_wal
+from .schema import SCHEMA_VERSION, SqliteSinkError, SqliteSinkHeld, SqliteSinkSpooled, describe, ensure_schema, is_retryable
+from .spool import Spool, fallback_spool_path, spool_path_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from .reader import SqliteReader
@@ -34,6 +35,12 @@ class SqliteConfig(PluginConfig):
     path: Path = Field(default=Path("v7.db"), description="Database file, relative to the working directory")
     busy_timeout_ms: int = Field(default=5000, ge=0, description="How long to wait for a lock held by a reader or writer")
     store_prompt: bool = Field(default=True, description="Keep the LLM prompt with each signal")
+    spool_dir: Path | None = Field(
+        default=None,
+        description="A second spool location, on another file system, used when the spool beside the database cannot be written",
+    )
+
+    transport_fields = frozenset({"busy_timeout_ms", "spool_dir"})
 
 
 
@@ -49,6 +56,10 @@ class SqliteSink(Sink):
         self._log: Any = None
         self._path = Path(self.config.path)
         self.spool = Spool(spool_path_for(self._path))
+        self.spools = [self.spool]  # where a signal the database cannot take waits, tried in order
+        if self.config.spool_dir is not None:
+            self.spools.append(Spool(fallback_spool_path(self.config.spool_dir, self._path)))
+        self._identity: DatabaseIdentity | None = None
         self._unspooled: list[Signal] = []  # last resort when even the spool cannot be written
         self._pending_latency: tuple[int, float] | None = None  # (signal id, sink ms) not yet in its row
 
@@ -87,6 +98,7 @@ class SqliteSink(Sink):
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SqliteSinkError(f"sqlite sink: cannot create the folder of {self.path}: {exc.strerror}") from exc
+        self._check_spools()
         try:
             self._connect()
         except SqliteSinkError as exc:
@@ -100,17 +112,44 @@ class SqliteSink(Sink):
             )
             return
         log.info("sqlite sink open", path=str(self.path), schema_version=SCHEMA_VERSION)
-        if self.spool.exists():
+        if self._spooled():
             try:
                 self._replay()
             except (sqlite3.Error, OSError) as exc:
                 self._disconnect()
                 log.error("sqlite sink could not store its spooled signals yet", path=str(self.path), spool=str(self.spool.path), error=describe(exc))
 
+    def _check_spools(self) -> None:
+        """Stop at startup when no spool location can be written: a signal the database refused would be lost."""
+        problems = [(spool, probe_writable(spool.path)) for spool in self.spools]
+        if all(problem is not None for _, problem in problems):
+            where = "; ".join(f"{spool.path}: {problem}" for spool, problem in problems)
+            raise SqliteSinkError(
+                f"sqlite sink: cannot write its spool ({where}), so a signal the database {self.path} cannot take "
+                "would be lost; make the folder writable or set [sinks.sqlite] spool_dir to a writable folder"
+            )
+        for spool, problem in problems:
+            if problem is not None and self._log is not None:
+                self._log.warning("sqlite sink cannot write one of its spools", spool=str(spool.path), error=problem)
+
+    def _spooled(self) -> bool:
+        return any(spool.exists() for spool in self.spools)
+
     def _connect(self) -> None:
         """Connect, migrate and register the run; leaves no connection behind on failure."""
         assert self._run is not None
+        stale = set_aside_stale_wal(self._path)
+        if stale is not None and self._log is not None:
+            self._log.error(
+                "sqlite database missing but its WAL was left; the WAL is moved aside, not discarded",
+                path=str(self.path), moved_to=str(stale),
+            )
         connection = schema.connect(self._path, self.config.busy_timeout_ms)
+        try:
+            identity = DatabaseIdentity(self._path)
+        except OSError:
+            connection.close()
+            raise
         try:
             applied = ensure_schema(connection, self._run.v7_version)
             if applied and self._log is not None and applied != list(range(1, SCHEMA_VERSION + 1)):
@@ -122,8 +161,9 @@ class SqliteSink(Sink):
             )
         except BaseException:
             connection.close()
+            identity.close()
             raise
-        self._connection = connection
+        self._connection, self._identity = connection, identity
 
     def _disconnect(self) -> None:
         """Drop the connection after a storage error: a read-only fallback or a stale lock is not reused."""
@@ -133,6 +173,36 @@ class SqliteSink(Sink):
             except sqlite3.Error:
                 pass
             self._connection = None
+        if self._identity is not None:
+            self._identity.close()
+            self._identity = None
+
+    def _check_identity(self, connection: sqlite3.Connection) -> None:
+        """In every transaction, before COMMIT: the file being written must be the file at the path.
+
+        A deleted database is checkpointed and copied aside (its signals are not lost with it) and the
+        failure raised as a storage error: the signal is spooled, the database recreated at the next write.
+        """
+        identity = self._identity
+        problem = identity.problem() if identity is not None else None
+        if problem is None:
+            return
+        assert identity is not None
+        connection.execute("ROLLBACK")
+        salvaged = ""
+        if identity.deleted:
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                copy = identity.salvage()
+                salvaged = f"; what it held is saved in {copy}"
+            except (sqlite3.Error, OSError) as exc:
+                salvaged = f"; its content could not be saved ({describe(exc)})"
+        if self._log is not None:
+            self._log.error(
+                "sqlite database file changed under the sink; it is recreated at the next write",
+                path=str(self.path), problem=problem, saved=salvaged.removeprefix("; what it held is saved in ") or None,
+            )
+        raise DatabaseReplaced(f"the database file {self.path} {problem}{salvaged}")
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -142,39 +212,50 @@ class SqliteSink(Sink):
         try:
             if self._connection is None:
                 self._connect()
-            if self._unspooled or self.spool.exists():
+            if self._unspooled or self._spooled():
                 self._replay()
             return self._insert(signal)
         except SqliteSinkError as exc:  # reconnecting found a database this V7 must not write (e.g. a newer schema)
             self._disconnect()
-            where = self._keep(signal)
-            raise SqliteSinkError(f"sqlite sink: {self.path}: {exc}; signal {signal.symbol} {format_utc(signal.bar_time)} {where}") from exc
+            error, where = self._keep(signal)
+            raise error(f"sqlite sink: {self.path}: {exc}; signal {signal.symbol} {format_utc(signal.bar_time)} {where}") from exc
         except (sqlite3.Error, OSError) as exc:
             if not is_retryable(exc):
                 raise SqliteSinkError(f"sqlite sink: cannot store {signal.symbol} {format_utc(signal.bar_time)} in {self.path}: {describe(exc)}") from exc
             self._disconnect()
-            where = self._keep(signal)
-            raise SqliteSinkError(
+            error, where = self._keep(signal)
+            raise error(
                 f"sqlite sink: cannot write {self.path}: {describe(exc)}; signal {signal.symbol} {format_utc(signal.bar_time)} {where}"
             ) from exc
 
-    def _keep(self, signal: Signal) -> str:
-        """Spool a signal that could not be stored; say where it went."""
-        try:
-            self.spool.append(signal)
-        except OSError as exc:
-            self._unspooled.append(signal)
-            return (
-                f"could not be spooled to {self.spool.path} ({exc.strerror}) and is held in memory "
-                f"({len(self._unspooled)} waiting) until the database can be written"
-            )
-        return f"spooled to {self.spool.path} ({len(self.spool)} waiting); stored at the next successful write"
+    def _keep(self, signal: Signal) -> tuple[type[SqliteSinkError], str]:
+        """Spool a signal that could not be stored (each spool in turn, else memory); say where it went."""
+        failures = []
+        for spool in self.spools:
+            try:
+                spool.append(signal)
+            except OSError as exc:
+                failures.append(f"{spool.path} ({exc.strerror})")
+                continue
+            return SqliteSinkSpooled, f"spooled to {spool.path} ({len(spool)} waiting); stored at the next successful write"
+        self._unspooled.append(signal)
+        return SqliteSinkHeld, (
+            f"could not be spooled to {', '.join(failures)} and is held in memory "
+            f"({len(self._unspooled)} waiting) until the database can be written"
+        )
+
+    def unsaved(self) -> list[Signal]:
+        """After close: signals neither stored nor spooled (held in memory and still unsaved)."""
+        return list(self._unspooled)
 
     def _replay(self) -> None:
         """Store spooled signals (file first, then any held in memory), each exactly once."""
         stored = duplicates = 0
-        if self.spool.exists():
-            stored, duplicates = self.spool.replay(self._insert, self._reject, self._unreadable)
+        for spool in self.spools:
+            if spool.exists():
+                more, again = spool.replay(self._insert, lambda line, exc, spool=spool: self._reject(line, exc, spool),
+                                           lambda *args, spool=spool: self._unreadable(*args, spool=spool))
+                stored, duplicates = stored + more, duplicates + again
         while self._unspooled:
             signal = self._unspooled[0]
             try:
@@ -190,25 +271,27 @@ class SqliteSink(Sink):
         if (stored or duplicates) and self._log is not None:
             self._log.info("spooled signals stored", path=str(self.path), stored=stored, already_stored=duplicates)
 
-    def _reject(self, line: bytes, exc: BaseException) -> None:
-        self.spool.reject(line)
+    def _reject(self, line: bytes, exc: BaseException, spool: Spool | None = None) -> None:
+        spool = spool or self.spool
+        spool.reject(line)
         if self._log is not None:
             self._log.error(
                 "sqlite sink refused a spooled signal; moved aside", path=str(self.path),
-                rejected=str(self.spool.rejected_path), error=describe(exc),
+                rejected=str(spool.rejected_path), error=describe(exc),
             )
 
-    def _unreadable(self, number: int, line: bytes, exc: ValueError, torn: bool) -> None:
+    def _unreadable(self, number: int, line: bytes, exc: ValueError, torn: bool, spool: Spool | None = None) -> None:
         """Log a spool line that is not a valid signal: dropped when torn by a crash, else moved aside."""
         if self._log is None:
             return
-        fields = dict(sink=self.name, path=str(self.path), spool=str(self.spool.path), line=number, error=one_line(exc))
+        spool = spool or self.spool
+        fields = dict(sink=self.name, path=str(self.path), spool=str(spool.path), line=number, error=one_line(exc))
         if torn:
             self._log.warning("sqlite sink dropped the torn last line of its spool (an append cut short by a crash)", **fields)
         else:
             self._log.error(
                 "sqlite sink cannot read a spooled signal (written by another V7 version, edited or damaged); moved aside",
-                rejected=str(self.spool.rejected_path), **fields,
+                rejected=str(spool.rejected_path), **fields,
             )
 
     def _insert(self, signal: Signal) -> bool:
@@ -244,6 +327,7 @@ class SqliteSink(Sink):
                 ),
             )
             if cursor.rowcount == 0:
+                self._check_identity(connection)  # "already stored" must mean in the file at the path too
                 connection.execute("COMMIT")  # keeps the latency update
                 self._pending_latency = None
                 return False
@@ -259,6 +343,7 @@ class SqliteSink(Sink):
                     for position, r in enumerate(signal.theory_results)
                 ],
             )
+            self._check_identity(connection)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -279,12 +364,13 @@ class SqliteSink(Sink):
         """
         if self._unspooled and self._run is not None:
             self._save_held()
-        spooled = len(self.spool)
-        if spooled and self._log is not None:
-            self._log.error(
-                "sqlite sink closes with signals not yet in the database; they are stored at the next open",
-                path=str(self.path), spool=str(self.spool.path), waiting=spooled,
-            )
+        for spool in self.spools:
+            spooled = len(spool)
+            if spooled and self._log is not None:
+                self._log.error(
+                    "sqlite sink closes with signals not yet in the database; they are stored at the next open",
+                    path=str(self.path), spool=str(spool.path), waiting=spooled,
+                )
         if self._connection is None:
             return
         try:
@@ -310,10 +396,14 @@ class SqliteSink(Sink):
                 )
         lost: list[tuple[Signal, OSError]] = []
         for signal in self._unspooled:
-            try:
-                self.spool.append(signal)
-            except OSError as exc:
-                lost.append((signal, exc))
+            for spool in self.spools:
+                try:
+                    spool.append(signal)
+                    break
+                except OSError as exc:
+                    error = exc
+            else:
+                lost.append((signal, error))
         self._unspooled = [signal for signal, _ in lost]
         if self._log is None:
             return

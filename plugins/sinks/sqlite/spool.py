@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -21,6 +22,14 @@ except ImportError:  # pragma: no cover - Windows: a single writer per database 
 def spool_path_for(database: Path) -> Path:
     """Where the sink spools for the database at `database`: `<db path>.spool.jsonl`, beside it."""
     return database.resolve().with_name(database.name + ".spool.jsonl")
+
+
+def fallback_spool_path(folder: Path, database: Path) -> Path:
+    """The second spool, in `[sinks.sqlite] spool_dir`: named after the database and a hash of its
+    absolute path, so databases sharing the folder never mix their signals."""
+    resolved = str(database.resolve())
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+    return Path(folder).resolve() / f"{database.name}-{digest}.spool.jsonl"
 
 
 class Spool:

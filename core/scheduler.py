@@ -1,0 +1,172 @@
+"""One iteration of `v7 run`: each symbol goes on as soon as its own data is ready.
+
+A symbol's candles are fetched on the fetch pool, its theories and synthesizer run on the symbol
+pool, and its signal is stored (in this thread: sinks are never called concurrently) as soon as it
+is made. Market context is fetched once per iteration on a pool of its own with its own deadline:
+a symbol waits for it at most until then and goes on without it. The iteration has a deadline too:
+a symbol still running then is carried over (stored when it finishes) and skipped by the next
+iterations until it does, so a slow symbol delays only itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Callable
+
+from .components import EndOfData
+from .logs import get_logger
+from .models import MarketContext, Signal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Fetched, Pipeline
+    from .outcome import RunOutcome
+
+Contexts = dict[str, tuple[MarketContext | None, str | None]]
+
+
+@dataclasses.dataclass
+class IterationReport:
+    evaluated: int = 0  # symbols whose data reached the theories
+    ended: list[str] = dataclasses.field(default_factory=list)  # symbols at the end of their replay
+
+
+class Scheduler:
+    """Pools and in-flight work of a run; `iterate()` runs one iteration, `drain()` waits for the rest."""
+
+    def __init__(self, pipeline: "Pipeline", symbols: list[str], outcome: "RunOutcome",
+                 on_signal: Callable[[Signal], None] | None = None) -> None:
+        engine = pipeline.config.engine
+        self.pipeline, self.outcome, self.on_signal = pipeline, outcome, on_signal
+        self.fetchers = ThreadPoolExecutor(max_workers=min(engine.fetch_workers, len(symbols)), thread_name_prefix="fetch")
+        self.workers = ThreadPoolExecutor(max_workers=min(engine.symbol_workers, len(symbols)), thread_name_prefix="symbol")
+        self.context_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context")
+        self.context: Future[Contexts] | None = None
+        self.fetching: dict[Future, str] = {}
+        self.evaluating: dict[Future, str] = {}
+        self.waiting: dict[str, "Fetched"] = {}  # candles ready, market context not yet
+        self.log = get_logger(run_id=pipeline.run_id)
+
+    @property
+    def busy(self) -> set[str]:
+        return set(self.fetching.values()) | set(self.evaluating.values()) | set(self.waiting)
+
+    def iterate(self, active: list[str], deadline: float | None) -> IterationReport:
+        report = IterationReport()
+        engine = self.pipeline.config.engine
+        busy = self.busy
+        carried = [s for s in active if s in busy]
+        if carried:
+            self.log.warning("symbols still running from an earlier iteration; skipped this iteration", symbols=carried)
+        fresh = [s for s in active if s not in busy]
+        context_deadline = None
+        if self.pipeline.config.context_feeds and fresh:
+            context_deadline = time.monotonic() + engine.context_timeout_seconds
+            if self.context is None or self.context.done():
+                self.context = self.context_pool.submit(self._fetch_contexts, fresh)
+            else:
+                self.log.warning("market context of an earlier iteration is still being fetched; not asked again")
+        for symbol in fresh:
+            self.fetching[self.fetchers.submit(self.pipeline.fetch, symbol)] = symbol
+        while self.busy:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.log.warning("iteration deadline passed; symbols still running go on and are stored when done", symbols=sorted(self.busy))
+                break
+            if self.waiting and (context_deadline is None or now >= context_deadline or (self.context and self.context.done())):
+                self._release_waiting(report)
+                continue
+            timers = [t for t in (deadline, context_deadline if self.waiting else None) if t is not None]
+            timeout = max(0.0, min(timers) - now) if timers else None
+            pending = set(self.fetching) | set(self.evaluating) | ({self.context} if self.waiting and self.context else set())
+            if not pending:  # pragma: no cover - busy implies something to wait for
+                break
+            done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finish(future, report)
+        return report
+
+    def drain(self) -> None:
+        """Wait for everything still running (the end of the run) and store what it makes."""
+        report = IterationReport()
+        while self.busy:
+            if self.waiting and (self.context is None or self.context.done()):
+                self._release_waiting(report)
+                continue
+            pending = set(self.fetching) | set(self.evaluating) | ({self.context} if self.waiting and self.context else set())
+            done, _ = wait(pending, timeout=self.pipeline.config.engine.context_timeout_seconds, return_when=FIRST_COMPLETED)
+            if not done and self.waiting:  # the context is late: go on without it
+                self._release_waiting(report, give_up=True)
+            for future in done:
+                self._finish(future, report)
+
+    def close(self) -> None:
+        for pool in (self.fetchers, self.workers):
+            pool.shutdown(wait=True)
+        self.context_pool.shutdown(wait=False, cancel_futures=True)  # a hung context call must not hold the stop
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _fetch_contexts(self, symbols: list[str]) -> Contexts:
+        return {symbol: self.pipeline.fetch_context(symbol) for symbol in symbols}
+
+    def _finish(self, future: Future, report: IterationReport) -> None:
+        if future in self.fetching:
+            self._fetched(self.fetching.pop(future), future, report)
+        elif future in self.evaluating:
+            self._evaluated(self.evaluating.pop(future), future)
+
+    def _fetched(self, symbol: str, future: Future, report: IterationReport) -> None:
+        try:
+            fetched = future.result()
+        except EndOfData as exc:
+            report.ended.append(symbol)
+            self.log.info("feed has no more data for symbol", symbol=symbol, reason=str(exc))
+            return
+        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
+            self.log.exception("fetching failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+            return
+        if fetched is None:
+            return
+        if self.pipeline.config.context_feeds and self.context is not None and not self.context.done():
+            self.waiting[symbol] = fetched
+            return
+        self._evaluate(symbol, fetched, report)
+
+    def _release_waiting(self, report: IterationReport, give_up: bool = False) -> None:
+        for symbol, fetched in list(self.waiting.items()):
+            del self.waiting[symbol]
+            self._evaluate(symbol, fetched, report, give_up=give_up)
+
+    def _evaluate(self, symbol: str, fetched: "Fetched", report: IterationReport, give_up: bool = False) -> None:
+        report.evaluated += 1
+        if self.pipeline.config.context_feeds:
+            fetched = dataclasses.replace(fetched, **self._context_for(symbol, give_up))
+        self.evaluating[self.workers.submit(self.pipeline.evaluate, symbol, fetched)] = symbol
+
+    def _context_for(self, symbol: str, give_up: bool) -> dict:
+        timeout = self.pipeline.config.engine.context_timeout_seconds
+        future = self.context
+        if future is None or not future.done() or give_up:
+            return {"context": None, "context_error": f"market context not ready within {timeout:g} s (context_timeout_seconds)"}
+        try:
+            context, error = future.result().get(symbol, (None, "market context was not asked for this symbol this iteration"))
+        except Exception as exc:
+            return {"context": None, "context_error": f"market context failed: {type(exc).__name__}: {exc}"}
+        return {"context": context, "context_error": error}
+
+    def _evaluated(self, symbol: str, future: Future) -> None:
+        try:
+            signal = future.result()
+        except Exception as exc:  # a bug, not bad data: report it and keep the loop alive
+            self.log.exception("processing failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+            return
+        if signal is None:
+            return
+        pipeline = self.pipeline
+        if not self.outcome.count(signal, pipeline.store(signal)):
+            pipeline.last_resort(signal, "every sink failed")
+        pipeline.log_signal(signal)
+        if self.on_signal is not None:
+            self.on_signal(signal)
