@@ -52,6 +52,10 @@ class EndOfData(Exception):
     """Raised by a replay-style feed when a symbol has no more bars to replay."""
 
 
+class UpToDate(EndOfData):
+    """Raised by a resuming feed when a symbol has no bar after the last one stored: nothing to do, not a failure."""
+
+
 class StartupError(Exception):
     """A problem that stops `v7 run` before any data is fetched."""
 
@@ -155,6 +159,18 @@ class Feed(Component):
         """
         raise NotSupported(f"feed {self.name!r} cannot provide history (it does not implement fetch_history)")
 
+    @property
+    def resumes(self) -> bool:
+        """Whether this feed wants `v7 run` to start each symbol after its last stored bar (replay's `resume`)."""
+        return False
+
+    def resume_after(self, symbol: str, bar_time: datetime) -> None:
+        """Optional: start `symbol` after `bar_time`, the last bar already stored for this config.
+
+        Called once per symbol before the first fetch, when `resumes` is true and a sink can read back.
+        """
+        raise NotSupported(f"feed {self.name!r} cannot resume (it does not implement resume_after)")
+
     def close(self) -> None:
         """Release connections; called once when the run ends."""
 
@@ -235,7 +251,7 @@ KINDS: dict[str, type[Component]] = {
 
 # Methods a kind's base class declares with a "not supported" default; `supports()` knows only these.
 OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
-    "feed": ("fetch_history", "fetch_context", "fetch_candles"),
+    "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
     "synthesizer": ("estimate_cost",),
     "sink": ("reader", "reader_at", "unsaved"),
 }

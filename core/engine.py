@@ -20,6 +20,7 @@ from .logs import get_logger
 from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryResult
 from .outcome import Delivery, RunOutcome, SignalKey, signal_key
 from .registry import Registry
+from .resume import resume_feeds
 from .scheduler import Scheduler
 
 from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
@@ -305,6 +306,7 @@ class Pipeline:
         info = self.run_info()
         for sink in self.sinks:
             sink.open(info, get_logger(plugin=sink.name, run_id=self.run_id))
+        resume_feeds(self)  # after the sinks opened: a spool replayed at open counts as stored
 
     def close(self) -> None:
         for component in [*self.sinks, *self.feeds.values(), self.synthesizer, self.fallback]:

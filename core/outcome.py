@@ -41,12 +41,13 @@ class RunOutcome:
     lost: int = 0
     symbols: list[str] = field(default_factory=list)
     with_signal: set[str] = field(default_factory=set)
+    up_to_date: set[str] = field(default_factory=set)  # resumed with every bar already stored: nothing to do
     held: dict[SignalKey, tuple[str, ...]] = field(default_factory=dict)  # until the holding sinks close
 
     @property
     def silent_symbols(self) -> list[str]:
         """Symbols that never produced a signal (no usable data, or every synthesizer failed)."""
-        return [s for s in self.symbols if s not in self.with_signal]
+        return [s for s in self.symbols if s not in self.with_signal and s not in self.up_to_date]
 
     def count(self, signal: Signal, delivery: Delivery) -> bool:
         """Count one signal; False when it is lost for good (no sink stored, spooled or holds it)."""

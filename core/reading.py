@@ -90,6 +90,17 @@ class SignalReader:
         """Matching signals, in the order they were stored (increasing `id`), theory results included."""
         raise NotImplementedError
 
+    def last_bar_times(self, config_hash: str, granularity: str) -> dict[str, datetime]:
+        """The newest stored bar per symbol for this config: where a resumed replay starts.
+
+        This default reads every signal once; a store with a query language overrides it."""
+        latest: dict[str, datetime] = {}
+        for signal in self.signals():
+            if signal.config_hash == config_hash and signal.granularity == granularity:
+                if signal.symbol not in latest or signal.bar_time > latest[signal.symbol]:
+                    latest[signal.symbol] = signal.bar_time
+        return latest
+
     def runs(self, since: datetime | None = None) -> list[RunRecord]:
         """Runs started at or after `since`; [] when the store keeps no runs."""
         return []

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Callable
 
-from .components import EndOfData
+from .components import EndOfData, UpToDate
 from .logs import get_logger
 from .models import MarketContext, Signal
 
@@ -122,6 +122,8 @@ class Scheduler:
             fetched = future.result()
         except EndOfData as exc:
             report.ended.append(symbol)
+            if isinstance(exc, UpToDate):
+                self.outcome.up_to_date.add(symbol)
             self.log.info("feed has no more data for symbol", symbol=symbol, reason=str(exc))
             return
         except Exception as exc:  # a bug, not bad data: report it and keep the loop alive

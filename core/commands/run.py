@@ -58,6 +58,11 @@ def run(ctx: Context, config_path: str, iterations: int | None, symbols: str | N
             f"Note: every signal of this run was already stored for this config (hash {pipeline.config_hash}): "
             "these bars were run before with the same settings, so nothing new was written.", err=True,
         )
+    if outcome.up_to_date:
+        click.echo(
+            f"Note: resume: every bar of {', '.join(sorted(outcome.up_to_date))} is already stored for this config "
+            f"(hash {pipeline.config_hash}); nothing new to replay.", err=True,
+        )
     if outcome.lost:
         click.echo(
             f"Error: {outcome.lost} signal(s) lost: no sink could store or spool them; their JSON lines are on stdout "

@@ -16,10 +16,16 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from v7 import CandleDataError, CandleSeries, check_spacing, EndOfData, Feed, PluginConfig, hookimpl, read_candles_csv, unix_seconds
+from v7 import (
+    CandleDataError, CandleSeries, check_spacing, EndOfData, Feed, PluginConfig, UpToDate, hookimpl, read_candles_csv, unix_seconds,
+)
 
 
 class ReplayConfig(PluginConfig):
+    # Where a replay starts and how it steps do not change the signal for a bar; `resume` must find
+    # the bars an earlier run stored without it.
+    transport_fields = frozenset({"start", "step", "resume"})
+
     path: Path | None = Field(
         default=None, description="A candle CSV file, or a folder of <SYMBOL>.csv files; default: the bundled data"
     )
@@ -27,6 +33,11 @@ class ReplayConfig(PluginConfig):
         default=None, description="First bar to emit (UTC); default: the first bar with a full lookback behind it"
     )
     step: int = Field(default=1, ge=1, description="Bars to advance per iteration")
+    resume: bool = Field(
+        default=False,
+        description="Start each symbol after the last bar already stored for this config (read back from the first "
+        "sink that can read), so a re-run goes on where the last one stopped instead of replaying stored bars",
+    )
 
     @field_validator("path")
     @classmethod
@@ -60,7 +71,17 @@ class ReplayFeed(Feed):
         super().__init__(config)
         self._history: dict[str, CandleSeries] = {}
         self._cursor: dict[str, int] = {}
+        self._resume_after: dict[str, datetime] = {}
         self._lock = threading.Lock()
+
+    @property
+    def resumes(self) -> bool:
+        return self.config.resume
+
+    def resume_after(self, symbol: str, bar_time: datetime) -> None:
+        """The first bar this replay emits for `symbol` is the first one after `bar_time`."""
+        with self._lock:
+            self._resume_after[symbol] = bar_time
 
     def _source_file(self, symbol: str) -> Path:
         path = self.config.path or bundled_candles_dir()
@@ -106,16 +127,26 @@ class ReplayFeed(Feed):
 
         with self._lock:
             history = self._load(symbol, granularity)
-            if symbol not in self._cursor:
+            first_fetch = symbol not in self._cursor
+            if first_fetch:
                 if self.config.start is not None:
                     first = int(np.searchsorted(history.timestamp, int(self.config.start.timestamp()), side="left"))
                 else:
                     first = min(lookback, len(history)) - 1
+                resumed = self._resume_after.get(symbol)
+                if resumed is not None:
+                    first = max(first, int(np.searchsorted(history.timestamp, unix_seconds(resumed), side="right")))
                 self._cursor[symbol] = max(first, 0)
             else:
                 self._cursor[symbol] += self.config.step
             cursor = self._cursor[symbol]
         if cursor >= len(history):
+            resumed = self._resume_after.get(symbol)
+            if resumed is not None and first_fetch:
+                raise UpToDate(
+                    f"resume: every bar of {symbol} up to {resumed.isoformat()} is already stored for this config; "
+                    f"the replay's last bar is {history.last_time.isoformat()}"
+                )
             raise EndOfData(f"replay of {symbol} reached its last bar ({history.last_time.isoformat()})")
         return history.slice(max(0, cursor + 1 - lookback), cursor + 1)
 

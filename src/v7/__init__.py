@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Theory": "v7.core.components",
     "TheoryConfig": "v7.core.components",
     "EndOfData": "v7.core.components",
+    "UpToDate": "v7.core.components",
     "NotSupported": "v7.core.components",
     "StartupError": "v7.core.components",
     "SignalSpooled": "v7.core.components",
@@ -100,7 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.candles import CandleDataError, check_spacing, read_candles_csv, series_from_frame, validate_candles
     from v7.core.components import (
         Component, EndOfData, EnvVarName, Feed, InsufficientData, NotSupported, PluginConfig, PromptFormatter, SignalHeld,
-        SignalSpooled, Sink, StartupError, SynthesisFailed, Synthesizer, Theory, TheoryConfig,
+        SignalSpooled, Sink, StartupError, SynthesisFailed, Synthesizer, Theory, TheoryConfig, UpToDate,
     )
     from v7.core.errors import one_line
     from v7.core.files import PRIVATE_MODE, create_private

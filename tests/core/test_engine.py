@@ -319,3 +319,29 @@ def test_a_run_keeps_no_signal_in_memory(registry, tmp_path):
     assert outcome.stored == outcome.produced and outcome.lost == 0 and outcome.spooled == 0
     alive = [ref for ref in seen if ref() is not None]
     assert not alive, f"{len(alive)} signal(s) still referenced after the run"
+
+
+def test_memory_stays_flat_over_a_run(registry, tmp_path):
+    """The slope of traced memory after warm-up: far under 500 bytes per signal (50 MB per 100,000;
+    `benchmarks/long_run_memory.py` runs the long one). Keeping each signal costs ~4 KB even with one theory."""
+    import gc
+    import tracemalloc
+
+    pipeline = pipeline_for(registry, tmp_path, ["constant"])
+    samples: dict[int, int] = {}
+    count = 0
+
+    def sample(_signal) -> None:
+        nonlocal count
+        count += 1
+        if count in (200, 700):
+            gc.collect()
+            samples[count] = tracemalloc.get_traced_memory()[0]
+
+    tracemalloc.start()
+    try:
+        pipeline.run(iterations=700, on_signal=sample)
+    finally:
+        tracemalloc.stop()
+    per_signal = (samples[700] - samples[200]) / 500
+    assert per_signal < 500, f"memory grows {per_signal:.0f} bytes per signal"

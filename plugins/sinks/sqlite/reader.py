@@ -149,6 +149,13 @@ class SqliteReader(SignalReader):
             stored_at=_time(row["stored_at"]), sink_ms=row["sink_ms"],
         )
 
+    def last_bar_times(self, config_hash: str, granularity: str) -> dict[str, datetime]:
+        rows = self.connection.execute(
+            "SELECT symbol, max(bar_time) AS last FROM signals WHERE config_hash = ? AND granularity = ? GROUP BY symbol",
+            (config_hash, granularity),
+        )
+        return {row["symbol"]: parse_utc(row["last"]) for row in rows}
+
     def runs(self, since: datetime | None = None) -> list[RunRecord]:
         where, params = ("started_at >= ?", [format_utc(since)]) if since is not None else ("1 = 1", [])
         return [
