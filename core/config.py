@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -111,6 +111,19 @@ class BacktestConfig(BaseModel):
     workers: int = Field(default=0, ge=0, le=256, description="processes computing theories; 0 = one per available CPU core")
     llm_call_cap: int = Field(default=200, ge=0, description="refuse a backtest estimated to make more LLM calls than this (unless --yes)")
     lookahead_sample: int = Field(default=12, ge=1, le=100_000, description="signals recomputed by --check-lookahead")
+    horizons: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=list, description="more horizons scored from the same signals (`--horizon 1,6,24`); `horizon` is the headline one"
+    )
+    execution: Literal["next_open", "close"] = Field(
+        default="next_open", description="where a decision on a closed bar is filled: the next bar's open (default) or that bar's close"
+    )
+    delay_bars: int = Field(default=0, ge=0, le=10_000, description="bars between the decision and the fill, on top of `execution`")
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000, description="block-bootstrap resamples behind every interval")
+    seed: int = Field(default=7, description="seed of the bootstrap and of the circular-shift null: the same seed gives the same intervals")
+    feature_cache: str = Field(
+        default=".v7-cache/features",
+        description="folder where theory results per bar are kept (Parquet) and read back by later backtests; \"\" = off",
+    )
 
     @field_validator("start", "end")
     @classmethod
