@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..config import BacktestConfig
 from ..models import GRANULARITY_SECONDS, CandleSeries
+from .execution import Filled, buy_and_hold as hold_all, follow
 from .models import (
     SPREAD_METRICS, BacktestError, BarSignal, DirectionScore, Performance, Scores, Spread, SymbolResult, TheoryCorrelation,
 )
@@ -77,52 +78,17 @@ def periods_per_year(granularity: str) -> float:
     return DAYS_PER_YEAR * 86400 / GRANULARITY_SECONDS[granularity]
 
 
-def positions(signals: Sequence[BarSignal], first: int, last: int, short_on_sell: bool, hold_keeps_position: bool) -> "np.ndarray":
-    """The position held from bar i to bar i+1, for i in first..last-1 (1 long, 0 flat, −1 short).
-
-    A signal at bar t sets the position from t's close on; between signals it is kept.
-    """
+def performance(filled: "Filled", per_year: float) -> Performance:
     import numpy as np
 
-    target = np.full(max(last - first, 0), np.nan)
-    for s in signals:
-        if not first <= s.index < last or s.direction is None:
-            continue
-        if s.direction == "BUY":
-            target[s.index - first] = 1.0
-        elif s.direction == "SELL":
-            target[s.index - first] = -1.0 if short_on_sell else 0.0
-        elif not hold_keeps_position:
-            target[s.index - first] = 0.0
-    held = np.zeros_like(target)
-    current = 0.0
-    for i, value in enumerate(target):
-        if not math.isnan(value):
-            current = value
-        held[i] = current
-    return held
-
-
-def strategy_returns(close: "np.ndarray", held: "np.ndarray", first: int, cost_rate: float) -> "np.ndarray":
-    """Per-bar net returns: (1 − cost × |Δposition|) × (1 + position × bar return) − 1."""
-    import numpy as np
-
-    bar = close[first + 1:first + 1 + held.shape[0]] / close[first:first + held.shape[0]] - 1.0
-    change = np.abs(np.diff(np.concatenate([[0.0], held])))
-    return (1.0 - cost_rate * change) * (1.0 + held * bar) - 1.0
-
-
-def performance(returns: "np.ndarray", held: "np.ndarray", per_year: float) -> Performance:
-    import numpy as np
-
+    returns, held = filled.returns, filled.held
     equity = np.concatenate([[1.0], np.cumprod(1.0 + returns)])
-    change = np.abs(np.diff(np.concatenate([[0.0], held])))
     return Performance(
         total_return=float(equity[-1] - 1.0),
         sharpe=sharpe_ratio(returns, per_year),
         max_drawdown=max_drawdown(equity),
-        trades=int(np.count_nonzero(change)),
-        turnover=float(change.sum()),
+        trades=int(np.count_nonzero(filled.traded)),
+        turnover=float(filled.traded.sum()),
         exposure=float(np.count_nonzero(held) / held.shape[0]) if held.shape[0] else 0.0,
         bars=int(returns.shape[0]),
     )
@@ -193,11 +159,8 @@ def score(
         directions[direction] = item
 
     per_year = periods_per_year(history.granularity)
-    cost_rate = (settings.fees_bps + settings.slippage_bps) / 10_000
-    held = positions(signals, first, last, settings.short_on_sell, settings.hold_keeps_position)
-    strategy = performance(strategy_returns(close, held, first, cost_rate), held, per_year)
-    always = np.ones_like(held)
-    buy_and_hold = performance(strategy_returns(close, always, first, 0.0), always, per_year)
+    strategy = performance(follow(history, signals, first, last, settings), per_year)
+    buy_and_hold = performance(hold_all(history, first, last, settings), per_year)
     return Scores(
         start=signals[0].bar_time,
         end=datetime.fromtimestamp(int(history.timestamp[last]), timezone.utc),
@@ -272,8 +235,6 @@ def equity_curves(history: CandleSeries, signals: Sequence[BarSignal], last: int
     import numpy as np
 
     first = signals[0].index
-    held = positions(signals, first, last, settings.short_on_sell, settings.hold_keeps_position)
-    cost_rate = (settings.fees_bps + settings.slippage_bps) / 10_000
-    strategy = np.concatenate([[1.0], np.cumprod(1.0 + strategy_returns(history.close, held, first, cost_rate))])
-    hold = history.close[first:last + 1] / history.close[first]
+    strategy = np.concatenate([[1.0], np.cumprod(1.0 + follow(history, signals, first, last, settings).returns)])
+    hold = np.concatenate([[1.0], np.cumprod(1.0 + hold_all(history, first, last, settings).returns)])
     return history.timestamp[first:last + 1], strategy, hold

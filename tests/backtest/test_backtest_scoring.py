@@ -82,26 +82,27 @@ def test_always_up_buy_everywhere_wins_every_time_and_pays_the_entry_cost_once()
     close = 100 * np.cumprod(1 + rng.uniform(0.0005, 0.003, 300))  # strictly rising
     history = series(close)
     sigs = signals(history, {i: "BUY" for i in range(50, 300, 5)})
-    settings = BacktestConfig(horizon=10, fees_bps=10, slippage_bps=5)
+    settings = BacktestConfig(horizon=10, fees_bps=10, slippage_bps=5, execution="close")
     s = score(history, sigs, 299, settings)
     buy = s.directions["BUY"]
     assert buy.count == 50 and buy.hit_rate == 1.0 and buy.hits == buy.scored == 48  # the last 2 have no 10-bar future
     assert buy.ci_low == pytest.approx(wilson_interval(48, 48)[0])
     assert s.directions["SELL"].count == 0 and s.directions["SELL"].hit_rate is None
     assert s.hold_share == 0.0
-    buy_and_hold = close[299] / close[50] - 1
-    assert s.buy_and_hold.total_return == pytest.approx(buy_and_hold)
-    assert s.strategy.total_return == pytest.approx((1 - 0.0015) * (1 + buy_and_hold) - 1)
-    assert s.strategy.trades == 1 and s.strategy.exposure == 1.0
+    gross = close[299] / close[50] - 1
+    # Buy-and-hold pays its entry too: the same one trade, so no excess either way.
+    assert s.buy_and_hold.total_return == pytest.approx((1 - 0.0015) * (1 + gross) - 1)
+    assert s.strategy.total_return == pytest.approx((1 - 0.0015) * (1 + gross) - 1)
+    assert s.strategy.trades == 1 and s.strategy.exposure == 1.0 and s.buy_and_hold.trades == 1
     assert 0 <= s.strategy.max_drawdown < 0.0015  # only the entry cost, partly earned back in the first bar
-    assert s.excess_return == pytest.approx(-0.0015 * (1 + buy_and_hold))
+    assert s.excess_return == pytest.approx(0.0)
 
 
 def test_sell_goes_flat_or_short_and_hold_keeps_or_closes():
     close = np.array([100.0, 110.0, 99.0, 99.0, 120.0, 120.0])
     history = series(close)
     sigs = signals(history, {0: "BUY", 2: "SELL", 4: "HOLD"})
-    free = dict(fees_bps=0, slippage_bps=0, horizon=1)
+    free = dict(fees_bps=0, slippage_bps=0, horizon=1, execution="close")
     flat = score(history, sigs, 5, BacktestConfig(**free))
     assert flat.strategy.total_return == pytest.approx(99 / 100 - 1)  # long 0→2, flat after
     short = score(history, sigs, 5, BacktestConfig(**free, short_on_sell=True))
@@ -120,7 +121,7 @@ def test_fees_and_slippage_are_charged_on_every_change_of_position():
     close[1::2] = 101.0  # flat market with wiggles
     history = series(close)
     sigs = signals(history, {i: ("BUY" if i % 2 == 0 else "SELL") for i in range(10)})
-    s = score(history, sigs, 10, BacktestConfig(fees_bps=20, slippage_bps=5, horizon=1))
+    s = score(history, sigs, 10, BacktestConfig(fees_bps=20, slippage_bps=5, horizon=1, execution="close"))
     # Long on even bars (each +1%), flat on odd ones; 10 changes of position at 25 bps each.
     assert s.strategy.trades == 10
     assert s.strategy.total_return == pytest.approx(1.01 ** 5 * (1 - 0.0025) ** 10 - 1)
@@ -135,13 +136,13 @@ def test_folds_are_consecutive_cover_every_signal_and_their_spread_is_right():
     assert [(lo, hi) for lo, hi, _ in fold_bounds(sigs, 399, 3)] == [(0, 50), (50, 100), (100, 150)]
     assert [(lo, hi) for lo, hi, _ in fold_bounds(sigs[:10], 399, 3)] == [(0, 3), (3, 7), (7, 10)]
 
-    result = symbol_result(history, sigs, 399, BacktestConfig(folds=4, horizon=6), theories=[])
+    result = symbol_result(history, sigs, 399, BacktestConfig(folds=4, horizon=6, execution="close", fees_bps=0, slippage_bps=0), theories=[])
     folds = result.folds
     assert len(folds) == 4 and sum(f.signals for f in folds) == len(sigs)
     for before, after in zip(folds, folds[1:]):
         assert before.end == after.start  # out-of-sample windows, back to back
     assert folds[0].start == result.scores.start and folds[-1].end == result.scores.end
-    # Buy-and-hold compounds exactly across consecutive folds.
+    # Without costs (each fold's buy-and-hold pays its own entry otherwise), buy-and-hold compounds exactly across folds.
     assert np.prod([1 + f.buy_and_hold.total_return for f in folds]) == pytest.approx(1 + result.scores.buy_and_hold.total_return)
     values = [f.strategy.total_return for f in folds]
     sp = result.fold_spread["strategy_return"]
