@@ -237,8 +237,9 @@ class Pipeline:
     def store(self, signal: Signal) -> Delivery:
         """Hand a signal to every sink; one failing sink never stops the others."""
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
-        stored = already = spooled = 0
+        stored = already = 0
         held: list[str] = []
+        spooled: list[str] = []
         mark = time.perf_counter()
         for sink in self.sinks:
             try:
@@ -249,7 +250,7 @@ class Pipeline:
                     already += 1
                     log.info("signal already stored; not duplicated", plugin=sink.name, bar_time=signal.bar_time.isoformat())
             except SignalSpooled as exc:
-                spooled += 1
+                spooled.append(sink.name)
                 log.error("sink could not store signal; spooled", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
             except SignalHeld as exc:
                 held.append(sink.name)
@@ -257,7 +258,7 @@ class Pipeline:
             except Exception as exc:
                 log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
         signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
-        return Delivery(stored, already, spooled, tuple(held), len(self.sinks))
+        return Delivery(stored, already, len(spooled), tuple(held), len(self.sinks), tuple(spooled))
 
     def last_resort(self, signal: Signal, reason: str) -> None:
         """A signal in no store and no spool: its JSON on stdout (one line), the only copy left."""
@@ -265,6 +266,24 @@ class Pipeline:
             "signal lost: no sink stored or spooled it; its JSON is written to stdout", bar_time=signal.bar_time.isoformat(), reason=reason,
         )
         print(signal.model_dump_json(), flush=True)
+
+    def _settle_spooled(self, outcome: "RunOutcome") -> None:
+        """After the sinks closed: a spool that a later write emptied means its signals are stored after all."""
+        if not outcome.spooled or not outcome.spooling_sinks:
+            return
+        waiting = 0
+        for sink in self.sinks:
+            if sink.name not in outcome.spooling_sinks:
+                continue
+            if not sink.supports("reader"):
+                return  # cannot tell: they count as spooled
+            try:
+                with sink.reader() as reader:
+                    waiting += reader.waiting()
+            except Exception as exc:
+                get_logger(plugin=sink.name).warning("spool unreadable at close", error=f"{type(exc).__name__}: {exc}")
+                return
+        outcome.drained(waiting)
 
     def _settle_held(self, outcome: "RunOutcome") -> None:
         """After the sinks closed: held signals that no holder saved go to stdout and count as lost."""
@@ -372,6 +391,7 @@ class Pipeline:
             finished.set()
             self.close()
             self._settle_held(outcome)
+            self._settle_spooled(outcome)
             log.info("run stopped", **outcome.as_fields())
         return outcome
 

@@ -23,6 +23,7 @@ class Delivery:
     spooled: int = 0
     held: tuple[str, ...] = ()  # names of the sinks holding it in memory until they close
     sinks: int = 0  # how many sinks were asked: with none, nothing can be lost
+    spooled_in: tuple[str, ...] = ()  # names of the sinks that spooled it
 
 
 # Exit status of `v7 run` (README, "Exit status"): the most serious outcome wins.
@@ -43,6 +44,7 @@ class RunOutcome:
     with_signal: set[str] = field(default_factory=set)
     up_to_date: set[str] = field(default_factory=set)  # resumed with every bar already stored: nothing to do
     held: dict[SignalKey, tuple[str, ...]] = field(default_factory=dict)  # until the holding sinks close
+    spooling_sinks: set[str] = field(default_factory=set)
 
     @property
     def silent_symbols(self) -> list[str]:
@@ -59,6 +61,7 @@ class RunOutcome:
             self.already_stored += 1
         elif delivery.spooled:
             self.spooled += 1
+            self.spooling_sinks.update(delivery.spooled_in)
         elif delivery.held:
             self.held[signal_key(signal)] = delivery.held
         elif delivery.sinks:
@@ -69,10 +72,21 @@ class RunOutcome:
     def settle(self, unsaved: dict[str, set[SignalKey]]) -> list[SignalKey]:
         """After the sinks closed: a held signal that some holder saved counts as spooled, else lost."""
         lost = [key for key, holders in self.held.items() if all(key in unsaved.get(name, set()) for name in holders)]
+        for key, holders in self.held.items():
+            if key not in lost:
+                self.spooling_sinks.update(name for name in holders if key not in unsaved.get(name, set()))
         self.lost += len(lost)
         self.spooled += len(self.held) - len(lost)
         self.held = {}
         return lost
+
+    def drained(self, waiting: int) -> None:
+        """After the sinks closed: spools emptied later in the run mean those signals are stored now.
+
+        `waiting` is what the spooling sinks' spools still hold (an upper bound on this run's share)."""
+        still = min(self.spooled, max(waiting, 0))
+        self.stored += self.spooled - still
+        self.spooled = still
 
     @property
     def exit_code(self) -> int:

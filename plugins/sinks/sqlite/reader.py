@@ -47,10 +47,14 @@ class SqliteReader(SignalReader):
     """Read access to one sqlite sink database. The connection opens on first use, so a reader for a
     file that does not exist yet can still `save_backtest` (which creates it)."""
 
-    def __init__(self, path: str | Path, *, spool_path: Path | None = None, timeout_s: float = 5.0, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str | Path, *, spool_path: Path | None = None, timeout_s: float = 5.0, busy_timeout_ms: int = 5000,
+        fallback_spools: tuple[Path, ...] = (),
+    ) -> None:
         self.path = Path(path)
         self.location = str(self.path.resolve())
         self.spool = Spool(spool_path if spool_path is not None else spool_path_for(self.path))
+        self.fallback_spools = [Spool(p) for p in fallback_spools]  # `spool_dir`: used when the spool beside the database is not writable
         self.timeout_s = timeout_s
         self.busy_timeout_ms = busy_timeout_ms
         self._connection: sqlite3.Connection | None = None
@@ -168,8 +172,8 @@ class SqliteReader(SignalReader):
         ]
 
     def waiting(self) -> int:
-        """Signals in the spool (`<db>.spool.jsonl`), not yet in the database."""
-        return len(self.spool)
+        """Signals in the spools (`<db>.spool.jsonl`, and the one under `spool_dir`), not yet in the database."""
+        return len(self.spool) + sum(len(spool) for spool in self.fallback_spools)
 
     def schema_version(self) -> int | None:
         return schema.schema_version(self.connection)

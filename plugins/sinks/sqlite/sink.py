@@ -74,7 +74,7 @@ class SqliteSink(Sink):
         from .reader import SqliteReader
 
         return SqliteReader(self.path, spool_path=self.spool.path, timeout_s=self.config.busy_timeout_ms / 1000,
-                            busy_timeout_ms=self.config.busy_timeout_ms)
+                            busy_timeout_ms=self.config.busy_timeout_ms, fallback_spools=tuple(s.path for s in self.spools[1:]))
 
     @classmethod
     def reader_at(cls, location: str) -> "SqliteReader":
