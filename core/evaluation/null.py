@@ -1,0 +1,133 @@
+"""Is a strategy's Sharpe better than chance? A circular-shift null, and the deflated Sharpe ratio.
+
+Random i.i.d. positions with the same mix are an unfair null: they trade far more often and pay
+far more cost. Shifting the real position sequence circularly against the returns keeps its
+turnover (up to the one wrap), its run lengths and its exposure, and only breaks its timing.
+When many configurations were tried, the best one's Sharpe is deflated for the trials
+(Bailey & López de Prado 2014).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+EULER_GAMMA = 0.5772156649015329
+
+
+class ShiftNull(BaseModel):
+    """The real Sharpe, its circular-shift p-value and the null distribution's mean and 95th percentile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sharpe: float | None
+    p_value: float | None
+    shifts: int
+    null_mean: float | None
+    null_p95: float | None
+    method: str
+
+
+def strategy_returns(held: "np.ndarray", bar_returns: "np.ndarray", cost_rate: float) -> "np.ndarray":
+    """Per-bar net returns (1 − cost·|Δheld|)·(1 + held·bar) − 1; the first change is from flat."""
+    import numpy as np
+
+    h = np.asarray(held, dtype=np.float64)
+    r = np.asarray(bar_returns, dtype=np.float64)
+    if h.shape != r.shape:
+        raise ValueError(f"held has {h.shape[0]} entries, bar_returns {r.shape[0]}")
+    change = np.abs(np.diff(h, prepend=0.0))
+    return (1.0 - cost_rate * change) * (1.0 + h * r) - 1.0
+
+
+def sharpe(returns: "np.ndarray", periods_per_year: float) -> float | None:
+    """Annualised Sharpe (zero risk-free rate): mean / std(ddof=1) × sqrt(periods); None when undefined."""
+    import numpy as np
+
+    r = np.asarray(returns, dtype=np.float64)
+    if r.shape[0] < 2:
+        return None
+    std = float(r.std(ddof=1))
+    if not std > 1e-15:
+        return None
+    return float(r.mean() / std * math.sqrt(periods_per_year))
+
+
+def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year: float, shifts: int, seed: int,
+                          min_shift: int = 1) -> ShiftNull:
+    """p = (1 + #{shifted Sharpe ≥ real}) / (1 + K) over K circular shifts of the positions.
+
+    Shifts k are drawn without replacement from [min_shift, n − min_shift] (all of them when there
+    are no more than `shifts`); the returns stay in place. A shift whose Sharpe is undefined counts
+    as not beating the real one.
+    """
+    import numpy as np
+
+    h = np.asarray(held, dtype=np.float64)
+    r = np.asarray(bar_returns, dtype=np.float64)
+    n = h.shape[0]
+    real = sharpe(strategy_returns(h, r, cost_rate), periods_per_year)
+    candidates = np.arange(min_shift, n - min_shift + 1, dtype=np.int64)
+    if candidates.shape[0] > shifts:
+        candidates = np.sort(np.random.default_rng(seed).choice(candidates, size=shifts, replace=False))
+    method = f"circular shifts of the positions, {candidates.shape[0]} shifts in [{min_shift}, {n - min_shift}], seed {seed}"
+    null = np.array([
+        np.nan if (s := sharpe(strategy_returns(np.roll(h, int(k)), r, cost_rate), periods_per_year)) is None else s
+        for k in candidates
+    ], dtype=np.float64)
+    finite = null[np.isfinite(null)]
+    p_value = None
+    if real is not None and candidates.shape[0]:
+        p_value = float((1 + int(np.count_nonzero(finite >= real))) / (1 + candidates.shape[0]))
+    return ShiftNull(
+        sharpe=real, p_value=p_value, shifts=int(candidates.shape[0]),
+        null_mean=float(finite.mean()) if finite.shape[0] else None,
+        null_p95=float(np.quantile(finite, 0.95)) if finite.shape[0] else None,
+        method=method,
+    )
+
+
+def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarray") -> float | None:
+    """Probability that the best of N trials' Sharpe beats the best of N trials without skill.
+
+    Bailey & López de Prado (2014), with SR̂ the per-period (not annualised) Sharpe of the best
+    trial's T returns, γ3 their skewness and γ4 their (non-excess) kurtosis:
+
+        SR0 = sqrt(V[SR_n]) · ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e)))      (γ: Euler–Mascheroni)
+        DSR = Φ( (SR̂ − SR0) · sqrt(T − 1) / sqrt(1 − γ3 SR̂ + (γ4 − 1)/4 · SR̂²) )
+
+    V[SR_n] is the sample variance (ddof=1) of the N trials' per-period Sharpes. With N = 1, SR0 = 0
+    and DSR is the probabilistic Sharpe ratio against zero. None when T < 3, the returns are
+    constant, or the variance term is not positive.
+    """
+    import numpy as np
+    from scipy.stats import kurtosis, norm, skew
+
+    r = np.asarray(returns_of_best, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    trials = np.asarray(sharpes_per_period, dtype=np.float64)
+    trials = trials[np.isfinite(trials)]
+    t = r.shape[0]
+    if t < 3 or trials.shape[0] == 0:
+        return None
+    std = float(r.std(ddof=1))
+    if not std > 1e-15:
+        return None
+    sr = float(r.mean() / std)
+    count = trials.shape[0]
+    if count == 1:
+        sr0 = 0.0
+    else:
+        spread = math.sqrt(float(trials.var(ddof=1)))
+        sr0 = spread * ((1 - EULER_GAMMA) * norm.ppf(1 - 1 / count) + EULER_GAMMA * norm.ppf(1 - 1 / (count * math.e)))
+    g3 = float(skew(r))
+    g4 = float(kurtosis(r, fisher=False))
+    variance = 1 - g3 * sr + (g4 - 1) / 4 * sr * sr
+    if not variance > 0:
+        return None
+    return float(norm.cdf((sr - sr0) * math.sqrt(t - 1) / math.sqrt(variance)))

@@ -1,0 +1,110 @@
+"""The circular-shift null finds planted foresight, is fair on random walks, and keeps exposure; deflated Sharpe."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import kurtosis, norm, skew
+
+from v7.core.evaluation import circular_shift_pvalue, deflated_sharpe, sharpe, strategy_returns
+
+HOURS_PER_YEAR = 365 * 24
+
+
+def test_strategy_returns_pay_cost_on_every_position_change():
+    held = np.array([1.0, 1.0, 0.0, -1.0])
+    bar = np.array([0.01, 0.02, 0.03, -0.01])
+    expected = [(1 - 0.001) * 1.01 - 1, 1.02 - 1, (1 - 0.001) * 1.0 - 1, (1 - 0.001) * 1.01 - 1]
+    assert strategy_returns(held, bar, 0.001) == pytest.approx(expected)
+
+
+def test_sharpe_is_annualised_and_undefined_without_spread():
+    r = np.array([0.01, -0.005, 0.02, 0.0])
+    assert sharpe(r, 100) == pytest.approx(r.mean() / r.std(ddof=1) * 10)
+    assert sharpe(np.array([0.01]), 100) is None
+    assert sharpe(np.full(10, 0.01), 100) is None
+
+
+def test_planted_foresight_is_significant():
+    rng = np.random.default_rng(1)
+    bar = rng.standard_normal(3000) * 0.01
+    held = np.sign(bar + rng.standard_normal(3000) * 0.02)  # sees the coming bar's sign, noisily
+    result = circular_shift_pvalue(held, bar, 0.0005, HOURS_PER_YEAR, shifts=500, seed=2)
+    assert result.shifts == 500
+    assert result.p_value < 0.01
+    assert result.sharpe > result.null_p95 > result.null_mean
+
+
+def momentum_positions(close: np.ndarray, lookback: int) -> np.ndarray:
+    """Long when the past `lookback`-bar return (known at the bar's open) is positive, else short."""
+    held = np.zeros(close.shape[0] - 1)
+    past = close[lookback:-1] / close[:-lookback - 1] - 1
+    held[lookback:] = np.where(past > 0, 1.0, -1.0)
+    return held
+
+
+def test_a_momentum_rule_on_random_walks_is_significant_at_the_nominal_rate():
+    p_values = []
+    for seed in range(100):
+        rng = np.random.default_rng(1000 + seed)
+        close = np.exp(np.cumsum(rng.standard_normal(1001) * 0.01))
+        bar = close[1:] / close[:-1] - 1
+        held = momentum_positions(close, 12)
+        p_values.append(circular_shift_pvalue(held, bar, 0.0005, HOURS_PER_YEAR, shifts=200, seed=seed).p_value)
+    share = np.mean(np.array(p_values) < 0.05)
+    assert 0.0 < share <= 0.12
+    assert 0.35 < np.median(p_values) < 0.65
+
+
+def test_shifting_keeps_exposure_exactly():
+    """With a constant bar return and no cost, a strategy's Sharpe depends only on its mix of positions."""
+    rng = np.random.default_rng(3)
+    held = np.repeat(rng.choice([-1.0, 0.0, 1.0], size=40), rng.integers(1, 9, size=40))
+    bar = np.full(held.shape[0], 0.001)
+    result = circular_shift_pvalue(held, bar, 0.0, 365, shifts=50, seed=1)
+    assert result.null_mean == pytest.approx(result.sharpe, rel=1e-9)
+    assert result.p_value == pytest.approx(1.0)  # every shift ties the real Sharpe
+
+
+def test_all_shifts_are_used_when_there_are_few():
+    held = np.array([1.0, 0, 1, 1, 0, 0, 1, 0, 1, 1])
+    bar = np.random.default_rng(1).standard_normal(10) * 0.01
+    assert circular_shift_pvalue(held, bar, 0.0, 365, shifts=100, seed=1).shifts == 9
+    assert circular_shift_pvalue(held, bar, 0.0, 365, shifts=100, seed=1, min_shift=2).shifts == 7
+    a = circular_shift_pvalue(held, bar, 0.0, 365, shifts=4, seed=1)
+    assert a.shifts == 4 and a == circular_shift_pvalue(held, bar, 0.0, 365, shifts=4, seed=1)
+
+
+def probabilistic_sharpe(r: np.ndarray) -> float:
+    sr = r.mean() / r.std(ddof=1)
+    g3, g4 = skew(r), kurtosis(r, fisher=False)
+    return float(norm.cdf(sr * math.sqrt(r.shape[0] - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr * sr)))
+
+
+def test_deflated_sharpe_with_one_trial_is_the_probabilistic_sharpe_ratio():
+    r = np.random.default_rng(4).standard_t(5, size=1000) * 0.01 + 0.0008
+    best = float(r.mean() / r.std(ddof=1))
+    assert deflated_sharpe([best], r) == pytest.approx(probabilistic_sharpe(r), abs=1e-12)
+
+
+def test_more_trials_deflate_the_same_best_sharpe_more():
+    r = np.random.default_rng(5).standard_normal(2000) * 0.01 + 0.001
+    best = float(r.mean() / r.std(ddof=1))
+    values = []
+    for trials in (2, 10, 100, 1000):
+        z = np.random.default_rng(trials).standard_normal(trials)
+        z = (z - z.mean()) / z.std(ddof=1)
+        sharpes = best + 0.01 * (z - z.max())  # the same best and the same spread (0.01) every time
+        assert max(sharpes) == pytest.approx(best) and np.var(sharpes, ddof=1) == pytest.approx(1e-4)
+        values.append(deflated_sharpe(list(sharpes), r))
+    psr = deflated_sharpe([best], r)
+    assert psr > values[0] and all(a > b for a, b in zip(values, values[1:]))
+    assert 0 < values[-1] < 1
+
+
+def test_deflated_sharpe_is_undefined_without_returns_or_spread():
+    assert deflated_sharpe([0.1], np.array([0.01, 0.02])) is None
+    assert deflated_sharpe([0.1], np.full(100, 0.01)) is None
+    assert deflated_sharpe([], np.random.default_rng(1).standard_normal(100)) is None
