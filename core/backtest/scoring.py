@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..config import BacktestConfig
+from ..evaluation import sharpe as sharpe_ratio, wilson_interval
 from ..models import GRANULARITY_SECONDS, CandleSeries
 from .execution import Filled, buy_and_hold as hold_all, follow
 from .models import (
@@ -24,19 +25,7 @@ from .models import (
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-WILSON_Z = 1.959963984540054  # two-sided 95%
 DAYS_PER_YEAR = 365  # crypto trades every day
-
-
-def wilson_interval(hits: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
-    """Wilson score interval of a proportion; (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def forward_returns(close: "np.ndarray", indices: Sequence[int], horizon: int) -> "np.ndarray":
@@ -59,19 +48,6 @@ def max_drawdown(equity: Sequence[float] | "np.ndarray") -> float:
         return 0.0
     peaks = np.maximum.accumulate(curve)
     return float(np.max(1.0 - curve / peaks))
-
-
-def sharpe_ratio(returns: Sequence[float] | "np.ndarray", periods_per_year: float) -> float | None:
-    """Annualised Sharpe ratio (zero risk-free rate): mean / sample std × sqrt(periods per year); None when undefined."""
-    import numpy as np
-
-    r = np.asarray(returns, dtype=np.float64)
-    if r.size < 2:
-        return None
-    std = float(r.std(ddof=1))
-    if not std > 1e-15:
-        return None
-    return float(r.mean() / std * math.sqrt(periods_per_year))
 
 
 def periods_per_year(granularity: str) -> float:

@@ -17,14 +17,14 @@ Bailey & López de Prado 2014).
 from __future__ import annotations
 
 from .bootstrap import Interval, block_length, block_resample_indices, calendar_resample_indices, percentile_interval
-from .calibration import Calibration, CalibrationBin, calibration
+from .calibration import Calibration, CalibrationBin, calibration, wilson_interval
 from .information import base_rate, edge, hit_rate, mean_return, pooled_rank_ic, rank_ic, signed_score
-from .null import ShiftNull, circular_shift_pvalue, deflated_sharpe, sharpe, strategy_returns
+from .null import ShiftNull, circular_shift_pvalue, deflated_sharpe, deflated_sharpe_of, sharpe, strategy_returns
 from .verdict import Verdict, verdict
 
 __all__ = [
     "Calibration", "CalibrationBin", "Interval", "ShiftNull", "Verdict", "base_rate", "block_length",
     "block_resample_indices", "calendar_resample_indices", "calibration", "circular_shift_pvalue", "deflated_sharpe",
     "edge", "hit_rate", "mean_return", "percentile_interval", "pooled_rank_ic", "rank_ic", "sharpe", "signed_score",
-    "strategy_returns", "verdict",
+    "strategy_returns", "verdict", "wilson_interval", "deflated_sharpe_of",
 ]

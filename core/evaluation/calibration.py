@@ -60,8 +60,10 @@ class Calibration(BaseModel):
     note: str
 
 
-def _wilson(hits: int, n: int) -> tuple[float, float]:
-    z = WILSON_Z
+def wilson_interval(hits: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion (assumes independent trials); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
     p = hits / n
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
@@ -85,7 +87,7 @@ def _bins(confidence: "np.ndarray", hit: "np.ndarray", count: int) -> list[Calib
         members = which == b
         size = int(members.sum())
         hits = int(hit[members].sum())
-        ci_low, ci_high = _wilson(hits, size)
+        ci_low, ci_high = wilson_interval(hits, size)
         values = confidence[members]
         out.append(CalibrationBin(
             low=float(values.min()), high=float(values.max()), n=size, mean_confidence=float(values.mean()),

@@ -10,7 +10,7 @@ When many configurations were tried, the best one's Sharpe is deflated for the t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,25 +59,29 @@ def sharpe(returns: "np.ndarray", periods_per_year: float) -> float | None:
 
 
 def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year: float, shifts: int, seed: int,
-                          min_shift: int = 1) -> ShiftNull:
+                          min_shift: int = 1, returns_of: "Callable[[np.ndarray], np.ndarray] | None" = None) -> ShiftNull:
     """p = (1 + #{shifted Sharpe ≥ real}) / (1 + K) over K circular shifts of the positions.
 
     Shifts k are drawn without replacement from [min_shift, n − min_shift] (all of them when there
     are no more than `shifts`); the returns stay in place. A shift whose Sharpe is undefined counts
-    as not beating the real one.
+    as not beating the real one. `returns_of` maps a position sequence to its net returns (an
+    execution model of your own); by default `strategy_returns(held, bar_returns, cost_rate)`.
     """
     import numpy as np
 
     h = np.asarray(held, dtype=np.float64)
     r = np.asarray(bar_returns, dtype=np.float64)
+    if returns_of is None:
+        def returns_of(positions: "np.ndarray") -> "np.ndarray":
+            return strategy_returns(positions, r, cost_rate)
     n = h.shape[0]
-    real = sharpe(strategy_returns(h, r, cost_rate), periods_per_year)
+    real = sharpe(returns_of(h), periods_per_year)
     candidates = np.arange(min_shift, n - min_shift + 1, dtype=np.int64)
     if candidates.shape[0] > shifts:
         candidates = np.sort(np.random.default_rng(seed).choice(candidates, size=shifts, replace=False))
     method = f"circular shifts of the positions, {candidates.shape[0]} shifts in [{min_shift}, {n - min_shift}], seed {seed}"
     null = np.array([
-        np.nan if (s := sharpe(strategy_returns(np.roll(h, int(k)), r, cost_rate), periods_per_year)) is None else s
+        np.nan if (s := sharpe(returns_of(np.roll(h, int(k))), periods_per_year)) is None else s
         for k in candidates
     ], dtype=np.float64)
     finite = null[np.isfinite(null)]
@@ -106,7 +110,7 @@ def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarra
     constant, or the variance term is not positive.
     """
     import numpy as np
-    from scipy.stats import kurtosis, norm, skew
+    from scipy.stats import kurtosis, skew
 
     r = np.asarray(returns_of_best, dtype=np.float64)
     r = r[np.isfinite(r)]
@@ -118,15 +122,25 @@ def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarra
     std = float(r.std(ddof=1))
     if not std > 1e-15:
         return None
-    sr = float(r.mean() / std)
+    return deflated_sharpe_of(float(r.mean() / std), t, float(skew(r)), float(kurtosis(r, fisher=False)), list(trials))
+
+
+def deflated_sharpe_of(sr: float, t: int, g3: float, g4: float, sharpes_per_period: list[float]) -> float | None:
+    """The deflated Sharpe ratio from the best trial's moments (what a stored result keeps): per-period
+    Sharpe `sr` over `t` returns with skewness `g3` and (non-excess) kurtosis `g4`; formula above."""
+    import numpy as np
+    from scipy.stats import norm
+
+    trials = np.asarray(sharpes_per_period, dtype=np.float64)
+    trials = trials[np.isfinite(trials)]
+    if t < 3 or trials.shape[0] == 0:
+        return None
     count = trials.shape[0]
     if count == 1:
         sr0 = 0.0
     else:
         spread = math.sqrt(float(trials.var(ddof=1)))
         sr0 = spread * ((1 - EULER_GAMMA) * norm.ppf(1 - 1 / count) + EULER_GAMMA * norm.ppf(1 - 1 / (count * math.e)))
-    g3 = float(skew(r))
-    g4 = float(kurtosis(r, fisher=False))
     variance = 1 - g3 * sr + (g4 - 1) / 4 * sr * sr
     if not variance > 0:
         return None

@@ -108,3 +108,29 @@ def test_deflated_sharpe_is_undefined_without_returns_or_spread():
     assert deflated_sharpe([0.1], np.array([0.01, 0.02])) is None
     assert deflated_sharpe([0.1], np.full(100, 0.01)) is None
     assert deflated_sharpe([], np.random.default_rng(1).standard_normal(100)) is None
+
+
+def test_a_custom_execution_model_is_shifted_as_the_default_one():
+    from v7.core.evaluation import circular_shift_pvalue, strategy_returns
+
+    rng = np.random.default_rng(11)
+    bar = rng.normal(0, 0.01, 600)
+    held = np.sign(rng.normal(size=600))
+    default = circular_shift_pvalue(held, bar, 0.001, 8760, shifts=200, seed=3)
+    custom = circular_shift_pvalue(held, bar, 0.001, 8760, shifts=200, seed=3, returns_of=lambda h: strategy_returns(h, bar, 0.001))
+    assert custom == default
+    # A model that ignores costs is what it says: the real Sharpe changes, the shifts stay the same.
+    free = circular_shift_pvalue(held, bar, 0.001, 8760, shifts=200, seed=3, returns_of=lambda h: strategy_returns(h, bar, 0.0))
+    assert free.sharpe > default.sharpe and free.shifts == default.shifts
+
+
+def test_the_deflated_sharpe_from_stored_moments_equals_the_one_from_returns():
+    from scipy.stats import kurtosis, skew
+
+    from v7.core.evaluation import deflated_sharpe, deflated_sharpe_of
+
+    rng = np.random.default_rng(5)
+    r = rng.standard_t(5, 2000) * 0.01 + 0.0005
+    trials = [0.01, 0.03, 0.02, float(r.mean() / r.std(ddof=1))]
+    sr = float(r.mean() / r.std(ddof=1))
+    assert deflated_sharpe_of(sr, r.shape[0], float(skew(r)), float(kurtosis(r, fisher=False)), trials) == deflated_sharpe(trials, r)
