@@ -22,6 +22,7 @@ from ..config import BacktestConfig, V7Config
 from ..models import CandleSeries, PromptRequest, TheoryResult, TokenUsage
 from .history import load_histories, own_copy, signal_range
 from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, LlmUsage, TheoryOutcome
+from .evidence import pooled_for
 from .scoring import symbol_result
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,7 @@ def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[The
         return BarSignal(**base, direction=None, confidence=0.0, synthesizer="", fallback_reason=reason, attempts=0)
     return BarSignal(
         **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
-        fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage,
+        fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
     )
 
 
@@ -303,7 +304,9 @@ def run_backtest(
         pipeline.close()
 
     theories = [t.name for t in pipeline.theories]
-    results = [symbol_result(histories[s], signals[s], lasts[s], settings, theories) for s in symbols]
+    directional = {t.name: type(t).directional for t in pipeline.theories}
+    results = [symbol_result(histories[s], signals[s], lasts[s], settings, theories, directional) for s in symbols]
+    pooled = pooled_for(histories, signals, symbols, settings, theories, directional)
     total = sum(len(v) for v in signals.values())
     theory_ms: dict[str, float] = {}
     for position, name in enumerate(theories):
@@ -327,5 +330,7 @@ def run_backtest(
         theory_ms=theory_ms,
         llm_estimate=estimate,
         llm_usage=llm_usage((s for v in signals.values() for s in v), llm_name) if llm_name else None,
+        pooled=pooled,
+        confidence_meaning=type(pipeline.synthesizer).confidence_meaning if pipeline.synthesizer is not None else None,
     )
     return BacktestRun(result, histories, signals, lasts, settings, config)
