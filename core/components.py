@@ -116,6 +116,9 @@ class Theory(Component):
     kind = "theory"
     Config: ClassVar[type[PluginConfig]] = TheoryConfig
     default_min_candles: ClassVar[int] = 30
+    directional: ClassVar[bool] = True
+    """False for a theory that never states a direction (`bias` always None: entropy, VaR); the
+    backtest then reports it as not directional instead of as silent."""
 
     @property
     def min_candles(self) -> int:
@@ -194,6 +197,11 @@ class Synthesizer(Component):
     needs_prompt: ClassVar[bool] = False
     offline: ClassVar[bool] = False
     """True for a synthesizer that needs no network or key: the default, and the fallback of any other."""
+    calibrated: ClassVar[bool] = False
+    """True when a BUY/SELL confidence is a calibrated probability that the direction is right
+    (position sizing may then use it as one); the backtest's calibration table checks the claim."""
+    confidence_meaning: ClassVar[str] = "not documented by the synthesizer"
+    """What `confidence` means for BUY/SELL and for HOLD, in a sentence (shown by the backtest)."""
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:  # pragma: no cover
         raise NotImplementedError

@@ -119,6 +119,10 @@ class BacktestConfig(BaseModel):
     )
     delay_bars: int = Field(default=0, ge=0, le=10_000, description="bars between the decision and the fill, on top of `execution`")
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000, description="block-bootstrap resamples behind every interval")
+    block_length: int = Field(
+        default=0, ge=0, le=100_000,
+        description="signals per bootstrap block; 0 = 4 × ceil(horizon / step), what kept 95% intervals at ~95% on random walks",
+    )
     seed: int = Field(default=7, description="seed of the bootstrap and of the circular-shift null: the same seed gives the same intervals")
     feature_cache: str = Field(
         default=".v7-cache/features",

@@ -102,10 +102,9 @@ class Pipeline:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def analyze(self, candles: CandleSeries, only: set[str] | None = None) -> list[TheoryResult]:
-        """Every theory's result in config order; `only` = just the theories of those names (the rest are known)."""
+    def analyze(self, candles: CandleSeries) -> list[TheoryResult]:
         timeout = self.config.engine.theory_timeout_seconds
-        return [run_theory(theory, candles, timeout) for theory in self.theories if only is None or theory.name in only]
+        return [run_theory(theory, candles, timeout) for theory in self.theories]
 
     def build_prompt(self, request: PromptRequest) -> str:
         prompt = ""

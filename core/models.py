@@ -283,6 +283,9 @@ class Synthesis(BaseModel):
     direction: Direction
     confidence: float = Field(ge=0.0, le=1.0)
     reasoning: str = ""
+    decided_by: str | None = Field(
+        default=None, description="the rule that chose the direction, in a few words ('no-trade band', 'risk veto'); backtest reports show it",
+    )
     attempts: int = 1
     usage: TokenUsage | None = None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..evaluation import Calibration, Interval, ShiftNull, Verdict
 from ..models import CostEstimate, TheoryResult, TokenUsage
 
 SPREAD_METRICS = (
@@ -65,6 +66,9 @@ class Performance(_Model):
     turnover: float = Field(description="sum of |position change|; costs are charged on it")
     exposure: float = Field(description="share of bars with a position")
     bars: int
+    sharpe_per_bar: float | None = Field(default=None, description="mean / std of per-bar returns (the deflated Sharpe's input)")
+    skewness: float | None = None
+    kurtosis: float | None = Field(default=None, description="non-excess (3 for a normal distribution)")
 
 
 class TheoryCorrelation(_Model):
@@ -80,6 +84,52 @@ class TheoryCorrelation(_Model):
     pearson_p: float | None = None
 
 
+class DirectionEvidence(_Model):
+    """One direction against what the market did over the same scored bars, with block-bootstrap intervals."""
+
+    direction: str
+    scored: int
+    hit_rate: Interval | None = Field(default=None, description="BUY: share of up-moves after it; SELL: of down-moves")
+    base_rate: float | None = Field(default=None, description="share of up-moves (BUY) / down-moves (SELL) over every scored bar")
+    edge: Interval | None = Field(default=None, description="hit rate minus base rate, in fraction units (0.012 = 1.2 points)")
+    mean_return: Interval | None = None
+    mean_confidence: float | None = Field(default=None, description="this direction's own mean confidence (HOLD's is on its own scale)")
+
+
+class TheoryEvidence(_Model):
+    """A theory's bias against the forward return: rank IC on the bars where it spoke."""
+
+    theory: str
+    directional: bool
+    spoke: float = Field(description="share of signal bars with a bias (answered ok, directional)")
+    ic: Interval | None = None
+
+
+class HorizonScores(_Model):
+    """Every honest score at one horizon: directions against base rates, IC, calibration, the verdict."""
+
+    horizon: int
+    block: int = Field(description="signals per bootstrap block")
+    scored: int
+    up_share: float | None = Field(default=None, description="share of scored bars whose forward return was > 0")
+    directions: dict[str, DirectionEvidence]
+    ic: Interval | None = Field(default=None, description="Spearman rank IC of direction × confidence with the forward return")
+    theories: list[TheoryEvidence] = Field(default_factory=list)
+    calibration: Calibration | None = None
+    verdict: Verdict
+
+
+class PooledScores(_Model):
+    """Over every symbol at once, resampling calendar blocks shared by all symbols (assets move together)."""
+
+    horizon: int
+    block: int
+    scored: int
+    ic: Interval | None = None
+    theories: list[TheoryEvidence] = Field(default_factory=list)
+    verdict: Verdict
+
+
 class Scores(_Model):
     start: datetime
     end: datetime
@@ -92,6 +142,12 @@ class Scores(_Model):
     buy_and_hold: Performance
     excess_return: float = Field(description="strategy total return minus buy-and-hold total return")
     theories: list[TheoryCorrelation] = Field(default_factory=list)
+    horizons: list[HorizonScores] = Field(default_factory=list, description="the headline horizon first, then `horizons`")
+    null: ShiftNull | None = Field(default=None, description="the strategy's Sharpe against the same signals circularly shifted")
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.horizons[0].verdict if self.horizons else None
 
     def metric(self, name: str) -> float | None:
         """The value of one of SPREAD_METRICS."""
@@ -220,6 +276,8 @@ class BacktestResult(_Model):
     llm_estimate: LlmEstimate | None = None
     llm_usage: LlmUsage | None = None
     lookahead: LookaheadReport | None = None
+    pooled: list[PooledScores] = Field(default_factory=list, description="over every symbol; the headline horizon first")
+    confidence_meaning: str | None = Field(default=None, description="what the synthesizer's confidence means, in its own words")
 
 
 # -- signals per bar ----------------------------------------------------------------------------
@@ -262,6 +320,7 @@ class BarSignal:
     theories: tuple[TheoryOutcome, ...]
     attempts: int = 1
     usage: TokenUsage | None = None
+    decided_by: str = ""  # the synthesizer's rule for this direction (`Synthesis.decided_by`), for the report
 
     @property
     def bar_time(self) -> datetime:

@@ -11,9 +11,8 @@ from .scoring import equity_curves
 
 
 def write_report(directory: Path, run: BacktestRun) -> list[Path]:
-    """summary.json, signals-<SYMBOL>.csv and chart-<SYMBOL>.png (price with signals, equity curves)."""
-    import csv
-
+    """summary.json, signals-<SYMBOL>.csv and chart-<SYMBOL>.png (price with signals and fold boundaries,
+    equity curves, and the calibration of confidence beside them)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     summary = directory / "summary.json"
@@ -23,18 +22,33 @@ def write_report(directory: Path, run: BacktestRun) -> list[Path]:
     for symbol, signals in run.signals.items():
         if not signals:
             continue
-        path = directory / f"signals-{symbol}.csv"
-        theories = run.result.theories
-        create_private(path)
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["bar_time", "price", "direction", "confidence", "synthesizer", "fallback_reason", *(f"{t}_bias" for t in theories)])
-            for s in signals:
-                biases = [("" if o.bias is None else f"{o.bias:.6g}") for o in s.theories]
-                writer.writerow([format_utc(s.timestamp), f"{s.price:.10g}", s.direction or "", f"{s.confidence:.6g}", s.synthesizer, s.fallback_reason or "", *biases])
-        written.append(path)
+        written.append(_signals_csv(directory / f"signals-{symbol}.csv", run.result.theories, signals))
         written.append(_chart(directory / f"chart-{symbol}.png", run, symbol))
     return written
+
+
+def _signals_csv(path: Path, theories: list[str], signals: list) -> Path:
+    """One row per signal bar: the decision, why, and each theory's status, label and bias at full precision."""
+    import csv
+
+    create_private(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([
+            "bar_time", "price", "direction", "confidence", "synthesizer", "reason", "fallback_reason",
+            *(f"{t}_{field}" for t in theories for field in ("status", "label", "bias")),
+        ])
+        for s in signals:
+            reason = f"fallback: {s.fallback_reason}" if s.fallback_reason else s.decided_by
+            cells = []
+            for position, _ in enumerate(theories):
+                o = s.theories[position] if position < len(s.theories) else None
+                cells += ["", "", ""] if o is None else [o.status, o.label, "" if o.bias is None else repr(float(o.bias))]
+            writer.writerow([
+                format_utc(s.timestamp), repr(float(s.price)), s.direction or "", repr(float(s.confidence)), s.synthesizer,
+                reason, s.fallback_reason or "", *cells,
+            ])
+    return path
 
 
 def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
@@ -48,7 +62,10 @@ def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
     history, signals, last = run.histories[symbol], run.signals[symbol], run.lasts[symbol]
     stamps, strategy, hold = equity_curves(history, signals, last, run.settings)
     times = np.array(stamps, dtype="datetime64[s]")
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    figure = plt.figure(figsize=(16, 7))
+    grid = figure.add_gridspec(2, 2, width_ratios=[3, 1], height_ratios=[3, 2])
+    top = figure.add_subplot(grid[0, 0])
+    bottom = figure.add_subplot(grid[1, 0], sharex=top)
     top.plot(times, history.close[signals[0].index:last + 1], color="#444444", linewidth=0.8, label="close")
     for direction, marker, colour in (("BUY", "^", "#1a9850"), ("SELL", "v", "#d73027")):
         chosen = [s for s in signals if s.direction == direction]
@@ -57,11 +74,19 @@ def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
                 np.array([s.timestamp for s in chosen], dtype="datetime64[s]"), [s.price for s in chosen],
                 marker=marker, color=colour, s=14, label=f"{direction} ({len(chosen)})", zorder=3,
             )
-    scores = next(s.scores for s in run.result.symbols if s.symbol == symbol)
+    item = next(s for s in run.result.symbols if s.symbol == symbol)
+    scores = item.scores
+    verdict = scores.verdict.text if scores.verdict else ""
     top.set_title(
         f"{symbol} {run.result.granularity}: {scores.signals} signals, horizon {run.settings.horizon} bars; "
-        f"config {run.result.config_hash}"
+        f"config {run.result.config_hash}\n{verdict}", fontsize=10,
     )
+    for k, fold in enumerate(item.folds[1:], 2):  # walk-forward boundaries
+        when = np.datetime64(int(fold.start.timestamp()), "s")
+        for axis in (top, bottom):
+            axis.axvline(when, color="#7570b3", linestyle="--", linewidth=0.8)
+        top.text(when, top.get_ylim()[1], f" fold {k}", color="#7570b3", fontsize=8, va="top")
+    _calibration_panel(figure.add_subplot(grid[:, 1]), scores.horizons[0].calibration if scores.horizons else None)
     top.set_ylabel("price")
     top.legend(loc="upper left")
     bottom.plot(times, strategy, color="#2166ac", label=f"follow the signal ({scores.strategy.total_return:+.1%})")
@@ -73,3 +98,25 @@ def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _calibration_panel(axis, calibration) -> None:
+    """Hit rate by confidence bin (Wilson bars) against the diagonal a calibrated confidence would follow."""
+    axis.set_title("calibration of BUY/SELL confidence", fontsize=10)
+    axis.set_xlabel("mean confidence in bin")
+    axis.set_ylabel("hit rate")
+    axis.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", label="calibrated")
+    if calibration is None or not calibration.bins:
+        axis.text(0.5, 0.5, "too few BUY/SELL signals", ha="center", va="center")
+        return
+    x = [b.mean_confidence for b in calibration.bins]
+    y = [b.hit_rate for b in calibration.bins]
+    errors = [[b.hit_rate - b.ci_low for b in calibration.bins], [b.ci_high - b.hit_rate for b in calibration.bins]]
+    axis.errorbar(x, y, yerr=errors, fmt="o-", color="#2166ac", capsize=3, label="hit rate (Wilson 95%)")
+    slope = "-" if calibration.slope is None else f"{calibration.slope:+.2f}"
+    brier = "-" if calibration.brier is None else f"{calibration.brier:.3f}"
+    base = "-" if calibration.base_rate_brier is None else f"{calibration.base_rate_brier:.3f}"
+    axis.text(0.02, 0.98, f"slope {slope}\nBrier {brier} (base rate {base})", transform=axis.transAxes, va="top", fontsize=9)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.legend(loc="lower right", fontsize=8)

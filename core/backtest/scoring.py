@@ -57,9 +57,16 @@ def periods_per_year(granularity: str) -> float:
 def performance(filled: "Filled", per_year: float) -> Performance:
     import numpy as np
 
+    from scipy.stats import kurtosis, skew
+
     returns, held = filled.returns, filled.held
     equity = np.concatenate([[1.0], np.cumprod(1.0 + returns)])
+    per_bar = sharpe_ratio(returns, 1.0)
+    moments = {}
+    if per_bar is not None and returns.shape[0] >= 3:
+        moments = {"skewness": _finite(skew(returns)), "kurtosis": _finite(kurtosis(returns, fisher=False))}
     return Performance(
+        sharpe_per_bar=per_bar, **moments,
         total_return=float(equity[-1] - 1.0),
         sharpe=sharpe_ratio(returns, per_year),
         max_drawdown=max_drawdown(equity),
@@ -109,8 +116,12 @@ def _finite(value: Any) -> float | None:
 
 def score(
     history: CandleSeries, signals: Sequence[BarSignal], last: int, settings: BacktestConfig, theories: Sequence[str] = (),
+    directional: dict[str, bool] | None = None, evidence: str = "full",
 ) -> Scores:
-    """Scores of `signals` (oldest first) with the strategy marked from the first signal bar to bar `last`."""
+    """Scores of `signals` (oldest first) with the strategy marked from the first signal bar to bar `last`.
+
+    `evidence`: "full" = every horizon and the shift null; "headline" = the headline horizon only
+    (what each fold gets); "none" = the plain counts only."""
     import numpy as np
 
     if not signals:
@@ -149,7 +160,21 @@ def score(
         buy_and_hold=buy_and_hold,
         excess_return=strategy.total_return - buy_and_hold.total_return,
         theories=correlations(signals, forward, theories),
+        **_evidence(history, signals, first, last, settings, theories, directional or {}, evidence),
     )
+
+
+def _evidence(history, signals, first, last, settings, theories, directional, evidence: str) -> dict:
+    from .evidence import SignalArrays, all_horizons, horizon_scores, shift_null
+
+    if evidence == "none":
+        return {}
+    arrays = SignalArrays(history, signals, theories)
+    horizons = all_horizons(settings) if evidence == "full" else [settings.horizon]
+    out: dict = {"horizons": [horizon_scores(history.symbol, arrays, h, settings, directional) for h in horizons]}
+    if evidence == "full":
+        out["null"] = shift_null(history, signals, first, last, settings)
+    return out
 
 
 def fold_bounds(signals: Sequence[BarSignal], last: int, folds: int) -> list[tuple[int, int, int]]:
@@ -182,13 +207,16 @@ def spread(scores: Sequence[Scores]) -> dict[str, Spread]:
     return out
 
 
-def symbol_result(history: CandleSeries, signals: list[BarSignal], last: int, settings: BacktestConfig, theories: Sequence[str]) -> SymbolResult:
-    overall = score(history, signals, last, settings, theories)
+def symbol_result(
+    history: CandleSeries, signals: list[BarSignal], last: int, settings: BacktestConfig, theories: Sequence[str],
+    directional: dict[str, bool] | None = None,
+) -> SymbolResult:
+    overall = score(history, signals, last, settings, theories, directional)
     folds: list[Scores] = []
     fold_spread: dict[str, Spread] = {}
     if settings.folds > 1:
         for lo, hi, fold_last in fold_bounds(signals, last, settings.folds):
-            folds.append(score(history, signals[lo:hi], fold_last, settings, theories))
+            folds.append(score(history, signals[lo:hi], fold_last, settings, theories, directional, evidence="headline"))
         fold_spread = spread(folds)
     status: dict[str, dict[str, int]] = {name: {} for name in theories}
     synthesizers: dict[str, int] = {}

@@ -121,49 +121,82 @@ def load_result(reader: SignalReader, key: str) -> BacktestResult:
 # -- comparing --------------------------------------------------------------------------------------
 
 
-def comparison_rows(a: BacktestResult, b: BacktestResult) -> list[tuple[str, str, str]]:
-    """(metric, A, B) rows for `v7 backtest compare`, per symbol the two share (or each has)."""
+def comparison_rows(*results: BacktestResult) -> list[tuple[str, ...]]:
+    """(metric, one value per run) rows for `v7 backtest compare`, per symbol any run has.
+
+    With several runs, each symbol's strategy Sharpe is also deflated for the number of runs
+    compared (Bailey & López de Prado 2014): the chance that it beats the best of as many tries
+    without skill."""
+    from ..evaluation import deflated_sharpe_of
+
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:+.2%}"
 
     def num(value: float | None, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    rows = [
-        ("backtest id", str(a.id), str(b.id)),
-        ("config hash", a.config_hash, b.config_hash),
-        ("created", format_utc(a.created_at), format_utc(b.created_at)),
-        ("synthesizer", a.synthesizer, b.synthesizer),
-        ("theories", ", ".join(a.theories), ", ".join(b.theories)),
-        ("horizon / step", f"{a.settings.get('horizon')} / {a.settings.get('step')}", f"{b.settings.get('horizon')} / {b.settings.get('step')}"),
-        ("fees + slippage (bps)", f"{a.settings.get('fees_bps')} + {a.settings.get('slippage_bps')}", f"{b.settings.get('fees_bps')} + {b.settings.get('slippage_bps')}"),
-    ]
-    by_a = {s.symbol: s for s in a.symbols}
-    by_b = {s.symbol: s for s in b.symbols}
-    for symbol in list(dict.fromkeys([*by_a, *by_b])):
-        sa, sb = by_a.get(symbol), by_b.get(symbol)
+    def each(getter: Callable[[BacktestResult], str]) -> tuple[str, ...]:
+        return tuple(getter(r) for r in results)
 
-        def both(getter: Callable[[SymbolResult], str]) -> tuple[str, str]:
-            return (getter(sa) if sa else "-", getter(sb) if sb else "-")
+    rows: list[tuple[str, ...]] = [
+        ("backtest id", *each(lambda r: str(r.id))),
+        ("config hash", *each(lambda r: r.config_hash)),
+        ("created", *each(lambda r: format_utc(r.created_at))),
+        ("synthesizer", *each(lambda r: r.synthesizer)),
+        ("theories", *each(lambda r: ", ".join(r.theories))),
+        ("horizon / step", *each(lambda r: f"{r.settings.get('horizon')} / {r.settings.get('step')}")),
+        ("fees + slippage (bps)", *each(lambda r: f"{r.settings.get('fees_bps')} + {r.settings.get('slippage_bps')}")),
+        ("pooled verdict", *each(lambda r: r.pooled[0].verdict.text if r.pooled else "-")),
+    ]
+    by_run = [{s.symbol: s for s in r.symbols} for r in results]
+    for symbol in list(dict.fromkeys(name for run in by_run for name in run)):
+        picked = [run.get(symbol) for run in by_run]
+
+        def per(getter: Callable[[SymbolResult], str]) -> tuple[str, ...]:
+            return tuple(getter(s) if s else "-" for s in picked)
 
         def hit(direction: str) -> Callable[[SymbolResult], str]:
             def get(s: SymbolResult) -> str:
                 d = s.scores.directions[direction]
-                return "-" if d.hit_rate is None else f"{d.hit_rate:.1%} [{d.ci_low:.1%}, {d.ci_high:.1%}] n={d.scored}"
+                head = s.scores.horizons[0].directions[direction] if s.scores.horizons else None
+                if d.hit_rate is None:
+                    return "-"
+                if head is None or head.edge is None or head.edge.value is None or head.edge.low is None:
+                    return f"{d.hit_rate:.1%} n={d.scored}"
+                return f"{d.hit_rate:.1%} (edge {head.edge.value * 100:+.1f} [{head.edge.low * 100:+.1f}, {head.edge.high * 100:+.1f}] pts) n={d.scored}"
             return get
 
+        def verdict(s: SymbolResult) -> str:
+            return s.scores.verdict.text if s.scores.verdict else "-"
+
+        def null(s: SymbolResult) -> str:
+            return "-" if s.scores.null is None or s.scores.null.p_value is None else f"{s.scores.null.p_value:.3f}"
+
         rows += [
-            (f"{symbol} range", *both(lambda s: f"{format_utc(s.scores.start)} → {format_utc(s.scores.end)}")),
-            (f"{symbol} signals", *both(lambda s: str(s.scores.signals))),
-            (f"{symbol} BUY hit rate", *both(hit("BUY"))),
-            (f"{symbol} SELL hit rate", *both(hit("SELL"))),
-            (f"{symbol} HOLD share", *both(lambda s: f"{s.scores.hold_share:.1%}")),
-            (f"{symbol} strategy return", *both(lambda s: pct(s.scores.strategy.total_return))),
-            (f"{symbol} buy-and-hold return", *both(lambda s: pct(s.scores.buy_and_hold.total_return))),
-            (f"{symbol} strategy Sharpe", *both(lambda s: num(s.scores.strategy.sharpe))),
-            (f"{symbol} max drawdown", *both(lambda s: f"{s.scores.strategy.max_drawdown:.2%}")),
-            (f"{symbol} trades", *both(lambda s: str(s.scores.strategy.trades))),
+            (f"{symbol} range", *per(lambda s: f"{format_utc(s.scores.start)} → {format_utc(s.scores.end)}")),
+            (f"{symbol} verdict", *per(verdict)),
+            (f"{symbol} signals", *per(lambda s: str(s.scores.signals))),
+            (f"{symbol} BUY hit rate", *per(hit("BUY"))),
+            (f"{symbol} SELL hit rate", *per(hit("SELL"))),
+            (f"{symbol} HOLD share", *per(lambda s: f"{s.scores.hold_share:.1%}")),
+            (f"{symbol} strategy return", *per(lambda s: pct(s.scores.strategy.total_return))),
+            (f"{symbol} buy-and-hold return", *per(lambda s: pct(s.scores.buy_and_hold.total_return))),
+            (f"{symbol} strategy Sharpe", *per(lambda s: num(s.scores.strategy.sharpe))),
+            (f"{symbol} shift-null p", *per(null)),
+            (f"{symbol} max drawdown", *per(lambda s: f"{s.scores.strategy.max_drawdown:.2%}")),
+            (f"{symbol} trades", *per(lambda s: str(s.scores.strategy.trades))),
         ]
+        if len(results) > 2:
+            trials = [s.scores.strategy.sharpe_per_bar for s in picked if s is not None and s.scores.strategy.sharpe_per_bar is not None]
+
+            def deflated(s: SymbolResult) -> str:
+                p = s.scores.strategy
+                if p.sharpe_per_bar is None or p.skewness is None or p.kurtosis is None:
+                    return "-"
+                value = deflated_sharpe_of(p.sharpe_per_bar, p.bars, p.skewness, p.kurtosis, trials)
+                return "-" if value is None else f"{value:.3f}"
+
+            rows.append((f"{symbol} deflated Sharpe ({len(trials)} trials)", *per(deflated)))
     return rows
 
 
@@ -175,40 +208,43 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def differing_settings(a: BacktestResult, b: BacktestResult) -> list[tuple[str, str, str]]:
-    """(setting, A, B) for every setting in which two runs differ: what shaped the signals, then `[backtest]`."""
+def differing_settings(*results: BacktestResult) -> list[tuple[str, ...]]:
+    """(setting, one value per run) for every setting in which the runs differ: what shaped the signals, then `[backtest]`."""
     rows = []
-    for name, x, y in (
-        ("config hash", a.config_hash, b.config_hash),
-        ("granularity", a.granularity, b.granularity),
-        ("lookback", a.lookback, b.lookback),
-        ("synthesizer", a.synthesizer, b.synthesizer),
-        ("theories", a.theories, b.theories),
+    for name, getter in (
+        ("config hash", lambda r: r.config_hash),
+        ("granularity", lambda r: r.granularity),
+        ("lookback", lambda r: r.lookback),
+        ("synthesizer", lambda r: r.synthesizer),
+        ("theories", lambda r: r.theories),
     ):
-        if x != y:
-            rows.append((name, _shown(x), _shown(y)))
-    for key in sorted(set(a.settings) | set(b.settings)):
-        x, y = a.settings.get(key), b.settings.get(key)
-        if x != y:
-            rows.append((f"settings.{key}", _shown(x), _shown(y)))
+        values = [getter(r) for r in results]
+        if any(v != values[0] for v in values):
+            rows.append((name, *(_shown(v) for v in values)))
+    for key in sorted({k for r in results for k in r.settings}):
+        values = [r.settings.get(key) for r in results]
+        if any(v != values[0] for v in values):
+            rows.append((f"settings.{key}", *(_shown(v) for v in values)))
     return rows
 
 
-def range_warning(a: BacktestResult, b: BacktestResult) -> str | None:
-    """A warning when the two runs do not cover the same symbols over the same date ranges, else None."""
-    ranges_a = {s.symbol: (s.scores.start, s.scores.end) for s in a.symbols}
-    ranges_b = {s.symbol: (s.scores.start, s.scores.end) for s in b.symbols}
-    if ranges_a == ranges_b:
+def range_warning(*results: BacktestResult) -> str | None:
+    """A warning when the runs do not cover the same symbols over the same date ranges, else None."""
+    ranges = [{s.symbol: (s.scores.start, s.scores.end) for s in r.symbols} for r in results]
+    if all(r == ranges[0] for r in ranges):
         return None
+    labels = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-    def span(ranges: dict[str, tuple[Any, Any]], symbol: str) -> str:
-        if symbol not in ranges:
+    def span(one: dict[str, tuple[Any, Any]], symbol: str) -> str:
+        if symbol not in one:
             return "absent"
-        start, end = ranges[symbol]
+        start, end = one[symbol]
         return f"{format_utc(start)} → {format_utc(end)}"
 
+    symbols = dict.fromkeys(name for one in ranges for name in one)
     parts = [
-        f"{symbol} A {span(ranges_a, symbol)}, B {span(ranges_b, symbol)}"
-        for symbol in dict.fromkeys([*ranges_a, *ranges_b]) if ranges_a.get(symbol) != ranges_b.get(symbol)
+        f"{symbol} " + ", ".join(f"{labels[i] if i < 26 else i + 1} {span(one, symbol)}" for i, one in enumerate(ranges))
+        for symbol in symbols if any(one.get(symbol) != ranges[0].get(symbol) for one in ranges)
     ]
-    return "the two backtests cover different date ranges (" + "; ".join(parts) + "): their scores are not directly comparable"
+    which = "the two backtests" if len(results) == 2 else "the backtests"
+    return f"{which} cover different date ranges (" + "; ".join(parts) + "): their scores are not directly comparable"

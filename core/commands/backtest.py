@@ -30,13 +30,28 @@ def _moment(value: str | None, option: str) -> datetime | None:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
+def _horizons(value: str | None) -> list[int] | None:
+    """`--horizon 24` or `--horizon 1,6,24`: positive whole numbers of bars."""
+    if value is None:
+        return None
+    try:
+        horizons = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of bar counts, e.g. 1,6,24", param_hint="--horizon") from None
+    if not horizons or min(horizons) < 1:
+        raise click.BadParameter(f"{value!r}: every horizon is at least 1 bar", param_hint="--horizon")
+    return horizons
+
+
 @click.group(invoke_without_command=True)
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--symbols", default=None, help="Comma-separated symbols overriding the config, e.g. BTC-USD,ETH-USD.")
 @click.option("--start", default=None, help="First signal bar, ISO UTC (default: [backtest] start, else the first bar with a full lookback).")
 @click.option("--end", default=None, help="Last bar, ISO UTC (default: [backtest] end, else the end of the history).")
 @click.option("--bars", type=click.IntRange(min=1), default=None, help="Only the last N bars of the range.")
-@click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead over which a signal is scored ([backtest] horizon).")
+@click.option("--horizon", default=None, help="Bars ahead over which a signal is scored ([backtest] horizon); several, e.g. 1,6,24, are scored from one computation (the first is the headline).")
+@click.option("--execution", type=click.Choice(["next_open", "close"]), default=None, help="Fill at the next bar's open (default) or at the decision bar's close ([backtest] execution).")
+@click.option("--delay-bars", type=click.IntRange(min=0), default=None, help="Bars between decision and fill ([backtest] delay_bars).")
 @click.option("--step", type=click.IntRange(min=1), default=None, help="A signal every N bars ([backtest] step).")
 @click.option("--folds", type=click.IntRange(min=1), default=None, help="Walk-forward: score K consecutive windows separately.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Processes computing theories (0 = one per CPU core).")
@@ -51,15 +66,16 @@ def _moment(value: str | None, option: str) -> datetime | None:
 @click.pass_context
 def backtest(
     click_ctx: click.Context, config_path: str | None, symbols: str | None, start: str | None, end: str | None, bars: int | None,
-    horizon: int | None, step: int | None, folds: int | None, workers: int | None, check_lookahead: bool, yes: bool,
+    horizon: str | None, execution: str | None, delay_bars: int | None, step: int | None, folds: int | None, workers: int | None, check_lookahead: bool, yes: bool,
     llm_call_cap: int | None, report_dir: str | None, no_store: bool, sink_name: str | None, db_location: str | None,
     as_json: bool,
 ) -> None:
     """Replay history through the same pipeline as `v7 run` (no lookahead) and score the signals.
 
-    Hit rates per direction with 95% Wilson intervals, a follow-the-signal strategy against
-    buy-and-hold (fees and slippage included), and how each theory's bias correlated with the
-    forward return. Each run is stored with its config hash; `v7 backtest compare A B` shows two
+    The verdict first (does direction × confidence rank the forward returns? 95% block-bootstrap
+    interval), then per direction the hit rate against the base rate, the IC of each theory, the
+    calibration of confidence, and a follow-the-signal strategy against buy-and-hold (both paying
+    costs) with a circular-shift null. Each run is stored with its config hash; `v7 backtest compare A B` shows two
     side by side.
     """
     if click_ctx.invoked_subcommand is not None:
@@ -88,8 +104,10 @@ def backtest(
 
     chosen = parse_symbols(symbols)
     try:
+        horizons = _horizons(horizon)
         settings = resolve_settings(
-            config, start=_moment(start, "--start"), end=_moment(end, "--end"), horizon=horizon, step=step, folds=folds,
+            config, start=_moment(start, "--start"), end=_moment(end, "--end"), horizon=horizons[0] if horizons else None,
+            horizons=horizons[1:] if horizons else None, execution=execution, delay_bars=delay_bars, step=step, folds=folds,
             workers=workers, llm_call_cap=llm_call_cap,
         )
     except click.BadParameter as exc:
@@ -167,27 +185,31 @@ def backtest(
     if as_json:
         click.echo(run.result.model_dump_json(indent=2))
     else:
-        _print_result(run.result)
+        from .backtest_output import print_result
+
+        print_result(run.result)
     if run.result.lookahead is not None and not run.result.lookahead.ok:
         sys.exit(1)
 
 
 @backtest.command()
-@click.argument("first", metavar="A")
-@click.argument("second", metavar="B")
+@click.argument("keys", metavar="A B [C ...]", nargs=-1, required=True)
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help=f"{CONFIG_HELP} Its sinks name where results are kept.")
 @click.option("--sink", "sink_name", default=None, help=SINK_HELP)
 @click.option("--db", "db_location", default=None, help=DB_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print both results, and how they differ, as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results, and how they differ, as JSON.")
 @click.pass_obj
-def compare(ctx: Any, first: str, second: str, config_path: str | None, sink_name: str | None, db_location: str | None, as_json: bool) -> None:
-    """Two stored backtests side by side: A and B are ids or config hashes (a unique prefix will do).
+def compare(ctx: Any, keys: tuple[str, ...], config_path: str | None, sink_name: str | None, db_location: str | None, as_json: bool) -> None:
+    """Stored backtests side by side: ids or config hashes (a unique prefix will do), two or more.
 
     After the table: every setting in which they differ, and a warning when they cover different
-    date ranges.
+    date ranges. With three or more, each strategy Sharpe is deflated for the number of runs
+    compared (the more configurations tried, the more a good Sharpe owes to luck).
     """
     from ..backtest import BacktestError, comparison_rows, differing_settings, load_result, open_results, range_warning
 
+    if len(keys) < 2:
+        fail("give at least two backtests to compare (ids or config hashes)")
     parent = click.get_current_context().parent
     given = parent.params if parent is not None else {}  # `v7 backtest --config c.toml compare A B` works too
     config_path = config_path or given.get("config_path")
@@ -197,114 +219,24 @@ def compare(ctx: Any, first: str, second: str, config_path: str | None, sink_nam
     registry, config = load(ctx, config_path)  # without --config: the defaults (their sinks)
     try:
         with open_results(config, registry, sink_name, db_location) as reader:
-            a, b = (load_result(reader, key) for key in (first, second))
+            results = [load_result(reader, key) for key in keys]
     except BacktestError as exc:
         fail(str(exc))
-    differ = differing_settings(a, b)
-    warning = range_warning(a, b)
+    differ = differing_settings(*results)
+    warning = range_warning(*results)
+    labels = [chr(ord("A") + i) if i < 26 else str(i + 1) for i in range(len(results))]
     if as_json:
-        click.echo(json.dumps({
-            "a": a.model_dump(mode="json"), "b": b.model_dump(mode="json"),
-            "differences": [{"setting": name, "a": x, "b": y} for name, x, y in differ], "warning": warning,
-        }, indent=2))
+        payload: dict[str, Any] = {label.lower(): r.model_dump(mode="json") for label, r in zip(labels, results)}
+        payload["differences"] = [{"setting": row[0], **{label.lower(): v for label, v in zip(labels, row[1:])}} for row in differ]
+        payload["warning"] = warning
+        click.echo(json.dumps(payload, indent=2))
         return
-    click.echo(plain_table([("", f"A ({first})", f"B ({second})"), *comparison_rows(a, b)]))
+    click.echo(plain_table([("", *(f"{label} ({key})" for label, key in zip(labels, keys))), *comparison_rows(*results)]))
     click.echo("")
     if differ:
         click.echo("Settings that differ:")
-        click.echo(plain_table([("setting", "A", "B"), *differ]))
+        click.echo(plain_table([("setting", *labels), *differ]))
     else:
         click.echo("Settings that differ: none (same config hash, granularity, lookback, synthesizer, theories and [backtest] settings).")
     if warning:
         click.echo(f"Warning: {warning}")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2%}"
-
-
-def _print_result(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=140)
-    console.print(
-        f"[bold]Backtest[/bold] {'#' + str(result.id) if result.id else '(not stored)'}  config {result.config_hash}  "
-        f"{result.granularity}, lookback {result.lookback}, synthesizer {result.synthesizer}, horizon {result.settings['horizon']} bars, "
-        f"step {result.settings['step']}, costs {result.settings['fees_bps']:g}+{result.settings['slippage_bps']:g} bps, "
-        f"SELL → {'short' if result.settings['short_on_sell'] else 'flat'}"
-    )
-    console.print(
-        f"{result.bars:,} signals in {result.elapsed_seconds:.1f} s ({result.bars_per_second:.1f} bars/s, {result.workers} worker(s)); "
-        "theory ms/bar: " + ", ".join(f"{k} {v:.1f}" for k, v in result.theory_ms.items())
-    )
-    if result.llm_usage is not None:
-        u = result.llm_usage
-        console.print(f"LLM: {u.requests} request(s), {u.cached_answers} cached answer(s), {u.fallbacks} fallback(s), "
-                      f"{u.prompt_tokens:,}+{u.completion_tokens:,} tokens, {u.cost:.4f} USD")
-    for item in result.symbols:
-        s = item.scores
-        console.print(f"\n[bold]{item.symbol}[/bold]  {s.start:%Y-%m-%d %H:%M} → {s.end:%Y-%m-%d %H:%M} UTC, {s.signals:,} signals "
-                      f"({s.scored:,} scored{', ' + str(s.failed) + ' failed' if s.failed else ''})")
-        table = Table(title="signals", title_justify="left")
-        for column in ("direction", "count", "share", "hit rate", "95% CI", "mean fwd return"):
-            table.add_column(column, justify="right")
-        for d in s.directions.values():
-            table.add_row(
-                d.direction, f"{d.count:,}", f"{d.share:.1%}", "-" if d.hit_rate is None else f"{d.hit_rate:.1%} of {d.scored:,}",
-                "-" if d.ci_low is None else f"{d.ci_low:.1%} – {d.ci_high:.1%}",
-                "-" if d.mean_forward_return is None else f"{d.mean_forward_return:+.3%}",
-            )
-        console.print(table)
-        table = Table(title="strategy vs buy-and-hold", title_justify="left")
-        for column in ("", "total return", "Sharpe (ann.)", "max drawdown", "trades", "exposure"):
-            table.add_column(column, justify="right")
-        for label, p in (("follow the signal", s.strategy), ("buy and hold", s.buy_and_hold)):
-            table.add_row(label, _pct(p.total_return), "-" if p.sharpe is None else f"{p.sharpe:.2f}", f"{p.max_drawdown:.1%}", f"{p.trades:,}", f"{p.exposure:.0%}")
-        console.print(table)
-        table = Table(title="theory bias vs forward return", title_justify="left")
-        for column in ("theory", "n", "with a bias", "Spearman ρ", "p", "Pearson r", "p"):
-            table.add_column(column, justify="right")
-        for t in s.theories:
-            table.add_row(
-                t.theory, f"{t.n:,}", f"{t.answered:.1%}" if t.answered else "never (not directional)",
-                "-" if t.spearman is None else f"{t.spearman:+.3f}", "-" if t.spearman_p is None else f"{t.spearman_p:.3g}",
-                "-" if t.pearson is None else f"{t.pearson:+.3f}", "-" if t.pearson_p is None else f"{t.pearson_p:.3g}",
-            )
-        console.print(table)
-        if item.folds:
-            table = Table(title=f"walk-forward: {len(item.folds)} folds", title_justify="left")
-            for column in ("fold", "range", "signals", "strategy", "buy & hold", "Sharpe", "max DD", "trades", "BUY hit", "SELL hit", "HOLD"):
-                table.add_column(column, justify="right")
-            for k, f in enumerate(item.folds, 1):
-                buy, sell = f.directions["BUY"].hit_rate, f.directions["SELL"].hit_rate
-                table.add_row(
-                    str(k), f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d}", f"{f.signals:,}", _pct(f.strategy.total_return),
-                    _pct(f.buy_and_hold.total_return), "-" if f.strategy.sharpe is None else f"{f.strategy.sharpe:.2f}",
-                    f"{f.strategy.max_drawdown:.1%}", str(f.strategy.trades), "-" if buy is None else f"{buy:.1%}",
-                    "-" if sell is None else f"{sell:.1%}", f"{f.hold_share:.0%}",
-                )
-            console.print(table)
-            table = Table(title="spread across folds", title_justify="left")
-            for column in ("metric", "n", "mean", "std", "min", "max"):
-                table.add_column(column, justify="right")
-            for name, sp in item.fold_spread.items():
-                if name in ("strategy_sharpe", "trades"):
-                    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-                elif name.endswith("_return"):
-                    fmt = _pct
-                else:
-                    fmt = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-                spread_fmt = (lambda v: "-" if v is None else f"{v:.2%}") if name.endswith("_return") else fmt  # noqa: E731
-                table.add_row(name, str(sp.n), fmt(sp.mean), spread_fmt(sp.std), fmt(sp.min), fmt(sp.max))
-            console.print(table)
-    if result.lookahead is not None:
-        report = result.lookahead
-        if report.error:
-            console.print(f"\n[bold red]Lookahead check failed to run:[/bold red] {report.error}")
-        elif report.ok:
-            console.print(f"\nLookahead check: {report.checked} signal(s) recomputed from truncated history in a fresh process; no difference.")
-        else:
-            console.print(f"\n[bold red]Lookahead check: {len(report.differences)} difference(s) in {report.checked} recomputed signal(s):[/bold red]")
-            for d in report.differences[:50]:
-                console.print(f"  {d.symbol} {d.bar_time:%Y-%m-%d %H:%M}  {d.field}: backtest {d.backtest} ≠ recomputed {d.recomputed}")

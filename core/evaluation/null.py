@@ -65,12 +65,13 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
     Shifts k are drawn without replacement from [min_shift, n − min_shift] (all of them when there
     are no more than `shifts`); the returns stay in place. A shift whose Sharpe is undefined counts
     as not beating the real one. `returns_of` maps a position sequence to its net returns (an
-    execution model of your own); by default `strategy_returns(held, bar_returns, cost_rate)`.
+    execution model of your own; `bar_returns` may then be None); by default
+    `strategy_returns(held, bar_returns, cost_rate)`.
     """
     import numpy as np
 
     h = np.asarray(held, dtype=np.float64)
-    r = np.asarray(bar_returns, dtype=np.float64)
+    r = None if bar_returns is None else np.asarray(bar_returns, dtype=np.float64)
     if returns_of is None:
         def returns_of(positions: "np.ndarray") -> "np.ndarray":
             return strategy_returns(positions, r, cost_rate)

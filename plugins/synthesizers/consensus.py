@@ -56,6 +56,10 @@ class ConsensusSynthesizer(Synthesizer):
     name = "consensus"
     version = "1.2"
     offline = True  # no network, no key: the default synthesizer and the fallback of any other
+    confidence_meaning = (
+        "BUY/SELL: the strength of the weighted theory score, |score| capped at 1, times the entropy trust; "
+        "HOLD: how deep the score sits inside the no-trade band, a different scale; neither is a probability"
+    )
     Config = ConsensusConfig
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:
@@ -81,7 +85,8 @@ class ConsensusSynthesizer(Synthesizer):
             total_weight += weight
             score += weight * result.bias * result.confidence * reading
         if total_weight == 0:
-            return Synthesis(direction="HOLD", confidence=0.0, reasoning="No directional theory answered; holding.")
+            return Synthesis(direction="HOLD", confidence=0.0, reasoning="No directional theory answered; holding.",
+                             decided_by="no directional theory")
         score /= total_weight
         notes.append(f"directional score {score:+.3f}")
         if regime is not None:
@@ -94,11 +99,11 @@ class ConsensusSynthesizer(Synthesizer):
             trust = 1.0 - cfg.entropy_penalty * (entropy - cfg.entropy_floor) / (1.0 - cfg.entropy_floor)
             notes.append(f"entropy {entropy:.3f} scales confidence ×{trust:.2f}")
 
-        direction = "HOLD"
+        direction, decided_by = "HOLD", "no-trade band"
         if score >= cfg.buy_threshold:
-            direction = "BUY"
+            direction, decided_by = "BUY", "buy threshold"
         elif score <= -cfg.sell_threshold:
-            direction = "SELL"
+            direction, decided_by = "SELL", "sell threshold"
 
         vetoed_by: TheoryResult | None = None
         risk = by_name.get(cfg.risk_theory)
@@ -107,7 +112,7 @@ class ConsensusSynthesizer(Synthesizer):
             if risk.label in cfg.veto_labels or (cfg.max_var is not None and var is not None and var > cfg.max_var):
                 shown = f"VaR {var:.2%}" if var is not None else "VaR n/a"
                 notes.append(f"{direction} vetoed by {risk.label} risk ({shown})")
-                direction = "HOLD"
+                direction, decided_by = "HOLD", "risk veto"
                 vetoed_by = risk
 
         confidence = min(1.0, abs(score)) * trust
@@ -120,7 +125,7 @@ class ConsensusSynthesizer(Synthesizer):
         failed = [r.theory for r in request.results if not r.ok]
         if failed:
             notes.append(f"without {', '.join(failed)}")
-        return Synthesis(direction=direction, confidence=round(confidence, 6), reasoning="; ".join(notes) + ".")
+        return Synthesis(direction=direction, confidence=round(confidence, 6), reasoning="; ".join(notes) + ".", decided_by=decided_by)
 
 
 @hookimpl

@@ -69,6 +69,7 @@ class MonteCarlo(Theory):
     """Downside risk (VaR, CVaR) of the next bars by seeded Monte Carlo; non-directional."""
 
     name = "monte_carlo"
+    directional = False  # never states a direction: it acts through the synthesizer
     version = "1.0"
     default_min_candles = 100
 

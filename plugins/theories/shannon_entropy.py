@@ -117,6 +117,7 @@ class ShannonEntropy(Theory):
     """Predictability of the return sequence from its permutation entropy (non-directional)."""
 
     name = "shannon_entropy"
+    directional = False  # never states a direction: it acts through the synthesizer
     version = "1.0"
     default_min_candles = 250
 

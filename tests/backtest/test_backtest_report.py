@@ -18,6 +18,19 @@ def test_report_writes_summary_signals_and_chart(registry, btc, tmp_path):
     assert summary["symbols"][0]["scores"]["signals"] == len(run.signals["BTC-USD"]) and len(summary["symbols"][0]["folds"]) == 2
     png = (tmp_path / "report" / "chart-BTC-USD.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    lines = (tmp_path / "report" / "signals-BTC-USD.csv").read_text().splitlines()
-    assert lines[0].startswith("bar_time,price,direction,confidence,synthesizer,fallback_reason,hurst_exponent_bias")
-    assert len(lines) == 1 + len(run.signals["BTC-USD"])
+    import csv
+
+    with (tmp_path / "report" / "signals-BTC-USD.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(run.signals["BTC-USD"])
+    assert list(rows[0])[:7] == ["bar_time", "price", "direction", "confidence", "synthesizer", "reason", "fallback_reason"]
+    theories = run.result.theories
+    assert list(rows[0])[7:] == [f"{t}_{field}" for t in theories for field in ("status", "label", "bias")]
+    for row, signal in zip(rows, run.signals["BTC-USD"]):
+        # Full precision: every number reads back bit for bit; the reason is the synthesizer's rule.
+        assert float(row["price"]) == signal.price and float(row["confidence"]) == signal.confidence
+        assert row["reason"] == signal.decided_by and row["reason"] in ("buy threshold", "sell threshold", "no-trade band", "risk veto", "no directional theory")
+        for position, name in enumerate(theories):
+            outcome = signal.theories[position]
+            assert row[f"{name}_status"] == outcome.status and row[f"{name}_label"] == outcome.label
+            assert (row[f"{name}_bias"] == "") if outcome.bias is None else (float(row[f"{name}_bias"]) == outcome.bias)

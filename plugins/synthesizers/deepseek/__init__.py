@@ -115,6 +115,10 @@ class DeepSeekSynthesizer(Synthesizer):
     """Asks an OpenAI-compatible chat model for BUY / SELL / HOLD given the composed prompt."""
 
     name = "deepseek"
+    confidence_meaning = (
+        "the model's own stated confidence in its answer (0-1), for BUY, SELL and HOLD alike; not calibrated: "
+        "read the backtest's calibration table before trusting it as a probability"
+    )
     version = "1.0"
     needs_prompt = True
     Config = DeepSeekConfig
