@@ -102,9 +102,10 @@ class Pipeline:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def analyze(self, candles: CandleSeries) -> list[TheoryResult]:
+    def analyze(self, candles: CandleSeries, only: set[str] | None = None) -> list[TheoryResult]:
+        """Every theory's result in config order; `only` = just the theories of those names (the rest are known)."""
         timeout = self.config.engine.theory_timeout_seconds
-        return [run_theory(theory, candles, timeout) for theory in self.theories]
+        return [run_theory(theory, candles, timeout) for theory in self.theories if only is None or theory.name in only]
 
     def build_prompt(self, request: PromptRequest) -> str:
         prompt = ""

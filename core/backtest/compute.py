@@ -7,6 +7,10 @@ feeds are not consulted: they describe today's market, which would be lookahead 
 
 Bars are independent (each signal is a function of the candles up to its bar only), so chunks of
 bars go to a pool of forked worker processes, each with its own pipeline.
+
+Theory results already in the feature store (`[backtest] feature_cache`, see core/features/) for
+exactly the same window and theory key are read instead of computed; only the missing (bar, theory)
+pairs run, and the parent writes them back when the bars are done.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..components import StartupError, Synthesizer
 from ..config import BacktestConfig, V7Config
+from ..features.cache import FeatureCache
+from ..features.keys import window_digest
 from ..models import CandleSeries, PromptRequest, TheoryResult, TokenUsage
 from .history import load_histories, own_copy, signal_range
 from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, LlmUsage, TheoryOutcome
@@ -38,11 +44,16 @@ def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
     """
     import dataclasses
 
-    window = history.slice(max(0, t + 1 - lookback), t + 1)
+    window = window_view(history, t, lookback)
     return dataclasses.replace(
         window,
         **{name: getattr(window, name).copy() for name in ("timestamp", "open", "high", "low", "close", "volume")},
     )
+
+
+def window_view(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
+    """The same candles as `window_at`, as views of the history: for the digest only, never handed to a plugin."""
+    return history.slice(max(0, t + 1 - lookback), t + 1)
 
 
 def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int) -> BarSignal:
@@ -67,17 +78,63 @@ def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[The
     )
 
 
-def signals_for(pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int) -> list[BarSignal]:
-    """Theories, formatters and synthesizer at each bar of `indices`, in order."""
+# Per bar index: the stored result of each theory the feature store already has for that window.
+Known = dict[int, dict[str, TheoryResult]]
+# (bar index, result) of every theory result computed, to be written to the feature store.
+Fresh = list[tuple[int, TheoryResult]]
+
+
+def bar_results(pipeline: "Pipeline", window: CandleSeries, known: dict[str, TheoryResult] | None) -> tuple[list[TheoryResult], list[TheoryResult]]:
+    """The theory results at one bar in config order, and the ones among them that were computed (not known)."""
+    if not known:
+        results = pipeline.analyze(window)
+        return results, results
+    missing = {t.name for t in pipeline.theories} - known.keys()
+    computed = pipeline.analyze(window, only=missing) if missing else []
+    fresh = iter(computed)
+    return [known[t.name] if t.name in known else next(fresh) for t in pipeline.theories], computed
+
+
+def signals_for(
+    pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
+) -> list[BarSignal]:
+    """Theories, formatters and synthesizer at each bar of `indices`, in order.
+
+    `known` results are used instead of running their theory; computed ones are appended to `fresh`.
+    """
     out = []
     for t in indices:
         window = window_at(history, t, lookback)
-        out.append(synthesize_bar(pipeline, window, pipeline.analyze(window), t))
+        results, computed = bar_results(pipeline, window, known.get(t) if known else None)
+        if fresh is not None:
+            fresh.extend((t, r) for r in computed)
+        out.append(synthesize_bar(pipeline, window, results, t))
     return out
 
 
-def theory_results_for(pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int) -> list[list[TheoryResult]]:
-    return [pipeline.analyze(window_at(history, t, lookback)) for t in indices]
+def theory_results_for(
+    pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
+) -> list[list[TheoryResult]]:
+    out = []
+    for t in indices:
+        results, computed = bar_results(pipeline, window_at(history, t, lookback), known.get(t) if known else None)
+        if fresh is not None:
+            fresh.extend((t, r) for r in computed)
+        out.append(results)
+    return out
+
+
+def stored_results(cache: FeatureCache, histories: dict[str, CandleSeries], plan: dict[str, list[int]], lookback: int) -> tuple[dict[str, Known], dict[str, dict[int, str]]]:
+    """What the feature store holds for the planned bars (by symbol, bar index, theory) and each bar's window digest."""
+    known: dict[str, Known] = {}
+    digests: dict[str, dict[int, str]] = {}
+    for symbol, indices in plan.items():
+        history = histories[symbol]
+        digests[symbol] = {t: window_digest(window_view(history, t, lookback)) for t in indices}
+        times = [int(history.timestamp[t]) for t in indices]
+        by_time = cache.lookup(symbol, times, [digests[symbol][t] for t in indices])
+        known[symbol] = {t: by_time[bar_time] for t, bar_time in zip(indices, times) if bar_time in by_time}
+    return known, digests
 
 # -- LLM estimate -------------------------------------------------------------------------------
 
@@ -137,12 +194,14 @@ def _worker_init() -> None:
     state["pipeline"] = Pipeline.build(state["config"], state["registry"], kinds=kinds)
 
 
-def _worker_chunk(symbol: str, indices: list[int]) -> list[Any]:
+def _worker_chunk(symbol: str, indices: list[int]) -> tuple[list[Any], Fresh]:
+    """Signals (or theory results, with an LLM synthesizer) of a chunk, and the results computed for the store."""
     state = _FORK_STATE
     history = state["histories"][symbol]
-    if state["synthesize"]:
-        return signals_for(state["pipeline"], history, indices, state["lookback"])
-    return theory_results_for(state["pipeline"], history, indices, state["lookback"])
+    known = state["known"].get(symbol)
+    fresh: Fresh = []
+    compute = signals_for if state["synthesize"] else theory_results_for
+    return compute(state["pipeline"], history, indices, state["lookback"], known, fresh), fresh
 
 
 def available_cores() -> int:
@@ -162,27 +221,55 @@ def compute_signals(
     plan: dict[str, list[int]],
     workers: int,
     progress: Callable[[str, int], None] | None = None,
+    feature_cache: str | None = None,
 ) -> tuple[dict[str, list[BarSignal]], int]:
     """Signals at every planned bar of every symbol, and the worker processes used (1 = this process).
 
-    Theories run in `workers` forked processes when > 1 (and there are enough bars to share).
+    Theories run in `workers` forked processes when > 1 (and enough bars need computing to share).
+    `feature_cache` is the feature store's folder (None = `[backtest] feature_cache`, "" = no store):
+    stored results are read, only the missing ones computed and then written there.
 
     With an LLM synthesizer only the theories run in the workers: prompts and LLM calls stay in
     this process, in bar order, so the response cache, usage and fallbacks behave as in `v7 run`.
     """
+    lookback = pipeline.config.engine.lookback
+    llm = is_llm(pipeline.synthesizer) or is_llm(pipeline.fallback)
+    cache = FeatureCache.open(pipeline.config, pipeline.theories, feature_cache)
+    known, digests = stored_results(cache, histories, plan, lookback) if cache else ({}, {})
+
+    def keep(symbol: str, fresh: Fresh) -> None:
+        if cache:
+            history = histories[symbol]
+            for t, result in fresh:
+                cache.add(symbol, int(history.timestamp[t]), digests[symbol][t], result)
+
+    names = {t.name for t in pipeline.theories}
+    to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
+    try:
+        return _compute(pipeline, histories, plan, workers, progress, known, keep, llm, to_compute)
+    finally:
+        if cache:
+            cache.flush()
+
+
+def _compute(
+    pipeline: "Pipeline", histories: dict[str, CandleSeries], plan: dict[str, list[int]], workers: int,
+    progress: Callable[[str, int], None] | None, known: dict[str, Known], keep: Callable[[str, Fresh], None], llm: bool, to_compute: int,
+) -> tuple[dict[str, list[BarSignal]], int]:
     import multiprocessing
 
     from ..engine import limit_threads
 
     lookback = pipeline.config.engine.lookback
     total = sum(len(v) for v in plan.values())
-    llm = is_llm(pipeline.synthesizer) or is_llm(pipeline.fallback)
     out: dict[str, list[BarSignal]] = {symbol: [] for symbol in plan}
-    if workers <= 1 or total < 4 * workers or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or to_compute < 4 * workers or "fork" not in multiprocessing.get_all_start_methods():
         limit_threads(1)  # one BLAS thread per process: measured 2x less CPU per bar than two spinning threads
         for symbol, indices in plan.items():
             for chunk in chunked(indices, 25):
-                out[symbol].extend(signals_for(pipeline, histories[symbol], chunk, lookback))
+                fresh: Fresh = []
+                out[symbol].extend(signals_for(pipeline, histories[symbol], chunk, lookback, known.get(symbol), fresh))
+                keep(symbol, fresh)
                 if progress:
                     progress(symbol, len(chunk))
         return out, 1
@@ -193,14 +280,15 @@ def compute_signals(
     size = max(5, min(200, total // (workers * 10) or 5))
     tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in chunked(indices, size)]
     _FORK_STATE.clear()
-    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm)
+    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known)
     context = multiprocessing.get_context("fork")
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
             futures = [(symbol, chunk, pool.submit(_worker_chunk, symbol, chunk)) for symbol, chunk in tasks]
             try:
                 for symbol, chunk, future in futures:
-                    done = future.result()
+                    done, fresh = future.result()
+                    keep(symbol, fresh)
                     if llm:
                         history = histories[symbol]
                         done = [synthesize_bar(pipeline, window_at(history, t, lookback), results, t) for t, results in zip(chunk, done)]
@@ -298,7 +386,7 @@ def run_backtest(
 
         workers = settings.workers or available_cores()
         computing = time.perf_counter()
-        signals, workers = compute_signals(pipeline, histories, plan, workers, progress)
+        signals, workers = compute_signals(pipeline, histories, plan, workers, progress, settings.feature_cache)
         elapsed = time.perf_counter() - computing
     finally:
         pipeline.close()

@@ -75,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "TokenUsage": "v7.core.models",
     "analyze": "v7.core.api",
     "signals_frame": "v7.core.commands.export",
+    "load_features": "v7.core.features.frame",
     "__version__": "v7.core",
 }
 
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SignalSpooled, Sink, StartupError, SynthesisFailed, Synthesizer, Theory, TheoryConfig, UpToDate,
     )
     from v7.core.errors import one_line
+    from v7.core.features.frame import load_features
     from v7.core.files import PRIVATE_MODE, create_private
     from v7.core.hookspecs import hookimpl, hookspec
     from v7.core.logs import get_logger

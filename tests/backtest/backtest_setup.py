@@ -11,7 +11,8 @@ def make_config(registry, tmp_path=None, theories=None, synthesizer=None, feeds=
     raw = {
         "engine": {"symbols": ["BTC-USD"], "lookback": LOOKBACK},
         "sinks": {"enabled": []},
-        "backtest": {"horizon": 12, "step": 20, "workers": 1, **(backtest or {})},
+        # The feature store is off unless a test turns it on: a test must prove the computation, not read a cache.
+        "backtest": {"horizon": 12, "step": 20, "workers": 1, "feature_cache": "", **(backtest or {})},
         **sections,
     }
     if theories is not None:
