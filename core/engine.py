@@ -154,7 +154,9 @@ class Pipeline:
         prompt = self.build_prompt(request) if self.formatters else ""
         timings["formatters"] = (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
-        synthesis, name, fallback_reason = self.synthesize(SynthesisRequest(**request.model_dump(), prompt=prompt))
+        # The request was validated when it was built: hand its fields over as they are (no dump and re-validation per bar).
+        fields = {name: getattr(request, name) for name in type(request).model_fields}
+        synthesis, name, fallback_reason = self.synthesize(SynthesisRequest.model_construct(**fields, prompt=prompt))
         timings["synthesizer"] = (time.perf_counter() - mark) * 1000
         return prompt, synthesis, name, fallback_reason
 

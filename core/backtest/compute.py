@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from ..components import StartupError, Synthesizer
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
-from ..features.keys import window_digest
+from ..features.keys import window_digests
 from ..models import CandleSeries, PromptRequest, TheoryResult, TokenUsage
 from .history import load_histories, own_copy, signal_range
 from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, LlmUsage, TheoryOutcome
@@ -44,16 +44,11 @@ def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
     """
     import dataclasses
 
-    window = window_view(history, t, lookback)
+    window = history.slice(max(0, t + 1 - lookback), t + 1)
     return dataclasses.replace(
         window,
         **{name: getattr(window, name).copy() for name in ("timestamp", "open", "high", "low", "close", "volume")},
     )
-
-
-def window_view(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
-    """The same candles as `window_at`, as views of the history: for the digest only, never handed to a plugin."""
-    return history.slice(max(0, t + 1 - lookback), t + 1)
 
 
 def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int) -> BarSignal:
@@ -130,7 +125,7 @@ def stored_results(cache: FeatureCache, histories: dict[str, CandleSeries], plan
     digests: dict[str, dict[int, str]] = {}
     for symbol, indices in plan.items():
         history = histories[symbol]
-        digests[symbol] = {t: window_digest(window_view(history, t, lookback)) for t in indices}
+        digests[symbol] = window_digests(history, indices, lookback)
         times = [int(history.timestamp[t]) for t in indices]
         by_time = cache.lookup(symbol, times, [digests[symbol][t] for t in indices])
         known[symbol] = {t: by_time[bar_time] for t, bar_time in zip(indices, times) if bar_time in by_time}

@@ -85,16 +85,18 @@ class Filled:
 
 
 def fill(history: CandleSeries, first: int, held: "np.ndarray", execution: Execution) -> Filled:
-    """Net returns of holding `held` (positions after each bar's fill, bars first..last) under `execution`."""
+    """Net returns of holding `held` (positions after each bar's fill, bars first..last) under `execution`.
+
+    `held` may be a matrix, one position sequence per row (the circular-shift null fills them all at once)."""
     import numpy as np
 
-    n = held.shape[0] - 1  # intervals
+    n = held.shape[-1] - 1  # intervals
     close = history.close[first:first + n + 1]
-    before, after = held[:-1], held[1:]
+    before, after = held[..., :-1], held[..., 1:]
     if not execution.next_open:
         # The fill is at the close that starts the interval: the interval earns with the new position.
-        previous = np.concatenate([[0.0], held[:-1]])[:n]
-        position = held[:n]
+        previous = np.concatenate([np.zeros(held.shape[:-1] + (1,)), held[..., :-1]], axis=-1)[..., :n]
+        position = held[..., :n]
         traded = np.abs(position - previous)
         returns = (1.0 - execution.cost_rate * traded) * (1.0 + position * (close[1:] / close[:-1] - 1.0)) - 1.0
         return Filled(returns, position, traded)

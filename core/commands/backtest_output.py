@@ -91,13 +91,14 @@ def print_symbol(console: Any, item: Any) -> None:
                   f"({s.scored:,} scored{', ' + str(s.failed) + ' failed' if s.failed else ''})")
     head = s.horizons[0] if s.horizons else None
     table = Table(title=f"signals ({head.horizon if head else '?'}-bar forward return)", title_justify="left")
-    for column in ("direction", "count", "share", "mean confidence", "hit rate [95% block CI]", "base rate", "edge over base rate",
+    for column in ("direction", "count", "share", "mean BUY/SELL confidence", "hit rate [95% block CI]", "base rate", "edge over base rate",
                    "Wilson CI (assumes independence)", "mean fwd return [95% CI]"):
         table.add_column(column, justify="right")
     for d in s.directions.values():
         e = head.directions.get(d.direction) if head else None
         table.add_row(
-            d.direction, f"{d.count:,}", f"{d.share:.1%}", "-" if e is None or e.mean_confidence is None else f"{e.mean_confidence:.3f}",
+            d.direction, f"{d.count:,}", f"{d.share:.1%}",
+            "-" if e is None or e.mean_confidence is None or d.direction == "HOLD" else f"{e.mean_confidence:.3f}",
             "-" if e is None or e.hit_rate is None else interval(e.hit_rate, "{:.1%}"),
             "-" if e is None else share(e.base_rate), "-" if e is None else points(e.edge),
             "-" if d.ci_low is None else f"{d.ci_low:.1%} – {d.ci_high:.1%}",
@@ -105,8 +106,9 @@ def print_symbol(console: Any, item: Any) -> None:
         )
     console.print(table)
     if head is not None:
-        console.print(f"IC (direction × confidence vs forward return): {interval(head.ic)}; HOLD confidence is on its own scale, "
-                      "so it shares no mean with BUY/SELL.", highlight=False)
+        hold = head.directions.get("HOLD")
+        hold_text = "" if hold is None or hold.mean_confidence is None else f"; HOLD confidence, on its own scale: mean {hold.mean_confidence:.3f}"
+        console.print(f"IC (direction × confidence vs forward return): {interval(head.ic)}{hold_text}.", highlight=False)
     table = Table(title="strategy vs buy-and-hold (both pay costs)", title_justify="left")
     for column in ("", "total return", "Sharpe (ann.)", "max drawdown", "trades", "exposure"):
         table.add_column(column, justify="right")

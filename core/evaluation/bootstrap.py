@@ -9,6 +9,7 @@ blocks of calendar time shared by every symbol, since assets move together.
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING, Iterator
 
 from pydantic import BaseModel, ConfigDict
@@ -63,23 +64,50 @@ def index_chunks(n: int, block: int, resamples: int, seed: int, chunk: int = CHU
 
     Each row is circular blocks of `block` consecutive indices with uniform random starts,
     concatenated and cut to n. The block starts of all rows come from one generator in row order,
-    so the rows are the same whatever the chunk size (memory is what the chunk size buys).
+    so the rows are the same whatever the chunk size (memory is what the chunk size buys). A
+    backtest asks for the same draws for every score of a horizon: the last draws are kept
+    when they fit in MEMO_CELLS indices.
     """
+    key = (n, max(1, min(int(block), max(n, 1))), resamples, seed, chunk)
+    with _MEMO_LOCK:
+        if _MEMO.get("key") == key:
+            yield from _MEMO["chunks"]
+            return
+    keep = n * resamples <= MEMO_CELLS
+    chunks = []
+    for idx in _draw_chunks(*key):
+        if keep:
+            chunks.append(idx)
+        yield idx
+    if keep:
+        with _MEMO_LOCK:
+            _MEMO.update(key=key, chunks=chunks)
+
+
+MEMO_CELLS = 25_000_000  # 100 MB of int32 indices
+_MEMO: dict = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def _draw_chunks(n: int, block: int, resamples: int, seed: int, chunk: int) -> Iterator["np.ndarray"]:
     import numpy as np
 
-    block = max(1, min(int(block), max(n, 1)))
     rng = np.random.default_rng(seed)
     blocks = math.ceil(n / block) if n else 0
-    offsets = np.arange(block, dtype=np.int64)
+    dtype = np.int32 if n < 2**31 - block else np.int64
+    offsets = np.arange(block, dtype=dtype)
     done = 0
     while done < resamples:
         rows = min(chunk, resamples - done)
         if n == 0:
             yield np.zeros((rows, 0), dtype=np.int64)
         else:
-            starts = rng.integers(0, n, size=(rows, blocks), dtype=np.int64)
-            idx = (starts[:, :, None] + offsets) % n
-            yield idx.reshape(rows, blocks * block)[:, :n]
+            starts = rng.integers(0, n, size=(rows, blocks), dtype=np.int64).astype(dtype)
+            idx = starts[:, :, None] + offsets  # circular: wrap past the end without a modulo
+            idx[idx >= n] -= n
+            idx = idx.reshape(rows, blocks * block)[:, :n]
+            idx.setflags(write=False)  # shared by every caller of the memo
+            yield idx
         done += rows
 
 

@@ -34,14 +34,15 @@ class ShiftNull(BaseModel):
 
 
 def strategy_returns(held: "np.ndarray", bar_returns: "np.ndarray", cost_rate: float) -> "np.ndarray":
-    """Per-bar net returns (1 − cost·|Δheld|)·(1 + held·bar) − 1; the first change is from flat."""
+    """Per-bar net returns (1 − cost·|Δheld|)·(1 + held·bar) − 1; the first change is from flat.
+    `held` may be a matrix of position sequences, one per row."""
     import numpy as np
 
     h = np.asarray(held, dtype=np.float64)
     r = np.asarray(bar_returns, dtype=np.float64)
-    if h.shape != r.shape:
-        raise ValueError(f"held has {h.shape[0]} entries, bar_returns {r.shape[0]}")
-    change = np.abs(np.diff(h, prepend=0.0))
+    if h.shape[-1] != r.shape[-1]:
+        raise ValueError(f"held has {h.shape[-1]} entries, bar_returns {r.shape[-1]}")
+    change = np.abs(np.diff(h, prepend=0.0, axis=-1))
     return (1.0 - cost_rate * change) * (1.0 + h * r) - 1.0
 
 
@@ -65,7 +66,8 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
     Shifts k are drawn without replacement from [min_shift, n − min_shift] (all of them when there
     are no more than `shifts`); the returns stay in place. A shift whose Sharpe is undefined counts
     as not beating the real one. `returns_of` maps a position sequence to its net returns (an
-    execution model of your own; `bar_returns` may then be None); by default
+    execution model of your own, given a matrix with one shifted sequence per row; `bar_returns` may
+    then be None); by default
     `strategy_returns(held, bar_returns, cost_rate)`.
     """
     import numpy as np
@@ -81,10 +83,7 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
     if candidates.shape[0] > shifts:
         candidates = np.sort(np.random.default_rng(seed).choice(candidates, size=shifts, replace=False))
     method = f"circular shifts of the positions, {candidates.shape[0]} shifts in [{min_shift}, {n - min_shift}], seed {seed}"
-    null = np.array([
-        np.nan if (s := sharpe(returns_of(np.roll(h, int(k))), periods_per_year)) is None else s
-        for k in candidates
-    ], dtype=np.float64)
+    null = np.concatenate([_row_sharpes(returns_of(rows), periods_per_year) for rows in _shifted(h, candidates)] or [np.zeros(0)])
     finite = null[np.isfinite(null)]
     p_value = None
     if real is not None and candidates.shape[0]:
@@ -95,6 +94,29 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
         null_p95=float(np.quantile(finite, 0.95)) if finite.shape[0] else None,
         method=method,
     )
+
+
+def _shifted(h: "np.ndarray", shifts: "np.ndarray", cells: int = 2_000_000):
+    """`np.roll(h, k)` for every k, as matrices of at most `cells` entries (one row per shift)."""
+    import numpy as np
+
+    n = h.shape[0]
+    per = max(1, cells // max(n, 1))
+    positions = np.arange(n)
+    for start in range(0, shifts.shape[0], per):
+        ks = shifts[start:start + per]
+        yield h[(positions[None, :] - ks[:, None]) % n]
+
+
+def _row_sharpes(returns: "np.ndarray", periods_per_year: float) -> "np.ndarray":
+    """`sharpe` of each row; NaN where it is undefined."""
+    import numpy as np
+
+    if returns.shape[-1] < 2:
+        return np.full(returns.shape[0], np.nan)
+    std = returns.std(axis=-1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(std > 1e-15, returns.mean(axis=-1) / np.where(std > 1e-15, std, 1.0) * math.sqrt(periods_per_year), np.nan)
 
 
 def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarray") -> float | None:

@@ -7,6 +7,8 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from ..config import V7Config
     from ..models import CandleSeries
 
@@ -31,14 +33,53 @@ def theory_key(config: "V7Config", theory_name: str, theory_version: str) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def window_digest(window: "CandleSeries") -> str:
-    """blake2b (8 bytes, hex) over the bytes of the window's six arrays: an edited candle changes it."""
+MASK = (1 << 64) - 1
+BASE = 0x100000001B3  # the polynomial's base (FNV's prime), odd: every power is invertible mod 2**64
+COLUMN_FACTORS = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xA0761D6478BD642F, 0xE7037ED1A0B428DB)
+
+
+def row_hashes(series: "CandleSeries") -> "np.ndarray":
+    """A 64-bit hash of each candle's six values (their exact bits): one pass over the whole history."""
     import numpy as np
 
-    digest = hashlib.blake2b(digest_size=8)
-    for name in WINDOW_ARRAYS:
-        array = np.ascontiguousarray(getattr(window, name))
-        digest.update(array.dtype.str.encode())
-        digest.update(array.shape[0].to_bytes(8, "little"))
-        digest.update(array.view(np.uint8))  # the bytes themselves, without copying them
+    with np.errstate(over="ignore"):
+        mixed = np.zeros(len(series), dtype=np.uint64)
+        for name, factor in zip(WINDOW_ARRAYS, COLUMN_FACTORS):
+            column = np.ascontiguousarray(getattr(series, name))
+            bits = column.astype(np.int64).view(np.uint64) if column.dtype.kind in "iu" else column.astype(np.float64).view(np.uint64)
+            mixed = (mixed ^ bits) * np.uint64(factor)
+            mixed ^= mixed >> np.uint64(29)
+    return mixed
+
+
+def window_digests(history: "CandleSeries", indices: "list[int]", lookback: int) -> dict[int, str]:
+    """The digest of the window at each bar t (the last `lookback` candles up to t), all at once.
+
+    A polynomial hash over the row hashes, Σ h_i · BASE^(end−1−i) mod 2**64, read from prefix sums
+    in O(1) per window: the same value `window_digest` gives for that window on its own.
+    """
+    hashes = [int(h) for h in row_hashes(history)]
+    prefix = [0] * (len(hashes) + 1)
+    for i, h in enumerate(hashes):
+        prefix[i + 1] = (prefix[i] * BASE + h) & MASK
+    out = {}
+    for t in indices:
+        first, end = max(0, t + 1 - lookback), t + 1
+        value = (prefix[end] - prefix[first] * pow(BASE, end - first, 1 << 64)) & MASK
+        out[t] = _finish(value, end - first)
+    return out
+
+
+def window_digest(window: "CandleSeries") -> str:
+    """16 hex digits identifying a window's candles (every bit of every value, and how many): an
+    edited candle changes it. Equal to `window_digests` of the same window inside a longer history."""
+    value = 0
+    for h in row_hashes(window):
+        value = (value * BASE + int(h)) & MASK
+    return _finish(value, len(window))
+
+
+def _finish(value: int, length: int) -> str:
+    """Fold the length in and mix, so windows of different sizes never share a digest by accident."""
+    digest = hashlib.blake2b((value ^ (length * 0x9E3779B97F4A7C15 & MASK)).to_bytes(8, "little"), digest_size=8)
     return digest.hexdigest()

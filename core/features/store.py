@@ -58,7 +58,8 @@ def _row(bar_time: int, digest: str, result: TheoryResult) -> tuple[Any, ...]:
 
 
 def result_of(theory: str, row: dict[str, Any], metrics: dict[str, float] | None = None) -> TheoryResult:
-    """The TheoryResult a stored row holds (validated, as every result is); `metrics` = the row's, already parsed."""
+    """The TheoryResult a stored row holds (validated, as every result is: a tampered file is a cache
+    miss, never a bad input to the synthesizer); `metrics` = the row's, already parsed."""
     return TheoryResult(
         theory=theory, version=row["theory_version"], status=row["status"], bias=row["bias"], confidence=row["confidence"],
         label=row["label"], interpretation=row["interpretation"], metrics=load_metrics(row["metrics"]) if metrics is None else metrics,

@@ -265,6 +265,25 @@ def test_a_corrupt_file_is_logged_and_recomputed(counting_registry, btc, tmp_pat
     assert counted(calls) == []  # written again, whole
 
 
+def test_a_parquet_file_holding_impossible_values_is_a_cache_miss(counting_registry, btc, tmp_path, calls):
+    """A confidence of 1.5 (a foreign or tampered file) is logged and recomputed, never handed to the synthesizer."""
+    import pyarrow.parquet as pq
+
+    config = counting_config(counting_registry, tmp_path, calls)
+    first = run_backtest(config, counting_registry, histories={"BTC-USD": btc})
+    [path] = (tmp_path / "cache").rglob("*.parquet")
+    table = pq.read_table(path)
+    confidence = table.column("confidence").to_pylist()
+    confidence[3] = 1.5
+    pq.write_table(table.set_column(table.schema.get_field_index("confidence"), "confidence", [confidence]), path)
+    calls.write_text("")
+    with structlog.testing.capture_logs() as events:
+        second = run_backtest(config, counting_registry, histories={"BTC-USD": btc})
+    assert any(e["event"] == "feature store unreadable" and "confidence" in e["error"] for e in events)
+    assert len(counted(calls)) == first.result.bars
+    assert [s.theories[0].confidence for s in second.signals["BTC-USD"]] == [s.theories[0].confidence for s in first.signals["BTC-USD"]]
+
+
 def test_an_empty_feature_cache_setting_writes_nothing(counting_registry, btc, tmp_path, calls, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = counting_config(counting_registry, tmp_path, calls, cache="")
@@ -331,3 +350,13 @@ def test_check_lookahead_recomputes_and_never_reads_the_store(btc, tmp_path):
     assert {s.theories[0].bias for s in poisoned.signals["BTC-USD"]} == {-0.9}
     report = check_lookahead(poisoned, sample=3, registry_factory=make_leaky_registry)
     assert report.checked == 3 and {d.field for d in report.differences} >= {"constant.bias"}
+
+
+def test_the_digests_of_every_window_at_once_equal_each_windows_own(btc):
+    """`window_digests` reads every window's digest from prefix sums: the same as hashing each window alone."""
+    from v7.core.features.keys import window_digests
+
+    indices = [0, 1, LOOKBACK - 1, LOOKBACK, LOOKBACK + 7, len(btc) - 1]
+    at_once = window_digests(btc, indices, LOOKBACK)
+    assert at_once == {t: window_digest(window_at(btc, t, LOOKBACK)) for t in indices}
+    assert len(set(at_once.values())) == len(indices)  # different windows, different digests
