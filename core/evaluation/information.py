@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DIRECTIONS = ("BUY", "SELL")
 MIN_PAIRS = 10
+MIN_BLOCKS = 5  # fewer blocks than this and resamples are mostly rotations of the same data: no interval
 CELLS_PER_CHUNK = 1_000_000  # resamples × observations held at once in rank_ic (8 MB per float array)
 
 
@@ -57,7 +58,7 @@ def _resampled(n: int, block: int, resamples: int, seed: int, statistic: Callabl
     Chunks are small enough to keep memory under ~100 MB at n = 100,000."""
     import numpy as np
 
-    if n == 0:
+    if n == 0 or n < MIN_BLOCKS * block:
         return np.full(resamples, np.nan)
     parts = [statistic(idx) for idx in index_chunks(n, block, resamples, seed, chunk=_chunk(n))]
     return np.concatenate(parts) if parts else np.zeros(0)
@@ -168,6 +169,8 @@ def rank_ic(score: "np.ndarray", forward: "np.ndarray", block: int, resamples: i
     value = _spearman(s, f)
     if value is None:
         return Interval(value=None, low=None, high=None, n=n, method=method)
+    if n < MIN_BLOCKS * block:
+        return Interval(value=value, low=None, high=None, n=n, method=f"{method}: too few signals for {MIN_BLOCKS} blocks")
     rs, rf = _centred_ranks(s), _centred_ranks(f)
     parts = [_row_correlation(rs[idx], rf[idx]) for idx in index_chunks(n, block, resamples, seed, chunk=_chunk(n))]
     return percentile_interval(np.concatenate(parts), value, n, method)
@@ -191,6 +194,8 @@ def pooled_rank_ic(score, forward, calendar: "np.ndarray", block: int, resamples
     value = _spearman(s, f)
     if value is None:
         return Interval(value=None, low=None, high=None, n=n, method=method)
+    if np.unique(times).shape[0] < MIN_BLOCKS * block:
+        return Interval(value=value, low=None, high=None, n=n, method=f"{method}: too few bar times for {MIN_BLOCKS} blocks")
     rs, rf = _centred_ranks(s), _centred_ranks(f)
     estimates = np.array([_row_correlation(rs[idx], rf[idx]) for idx in calendar_chunks(times, block, resamples, seed)])
     return percentile_interval(estimates, value, n, method)

@@ -131,3 +131,18 @@ def test_pooled_rank_ic_value_is_spearman_over_all_pairs():
     keep = np.isfinite(forward)
     assert pooled.value == pytest.approx(spearmanr(score[keep], forward[keep]).statistic, abs=1e-12)
     assert pooled.n == 599 and pooled.low < pooled.value < pooled.high
+
+
+def test_too_few_signals_for_the_blocks_give_no_interval():
+    """With fewer than five blocks, resamples are rotations of the same data: a point estimate, no interval."""
+    from v7.core.evaluation import edge, rank_ic
+
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=40)
+    score = f + rng.normal(size=40)
+    few = rank_ic(score, f, block=16, resamples=200, seed=1)
+    assert few.value is not None and few.low is None and few.high is None and "too few" in few.method
+    direction = np.where(score > 0, "BUY", "SELL")
+    assert edge(direction, f, "BUY", block=16, resamples=200, seed=1).low is None
+    enough = rank_ic(score, f, block=4, resamples=200, seed=1)
+    assert enough.low is not None and enough.low < enough.value < enough.high
