@@ -32,7 +32,10 @@ def verdict(scope: str, ic: Interval | None, min_n: int = 30) -> Verdict:
     """information when the IC interval is above zero, inverse when below, none when it covers zero."""
     if ic is None or ic.n < min_n or ic.value is None or ic.low is None or ic.high is None:
         n = 0 if ic is None else ic.n
-        return Verdict(scope=scope, kind="insufficient", text=f"insufficient data ({n} scored signals)", ic=ic)
+        why = f"{n} scored signals"
+        if ic is not None and ic.value is not None and n >= min_n and "too few" in ic.method:
+            why += ", too few for five bootstrap blocks: score more bars, or a shorter horizon"
+        return Verdict(scope=scope, kind="insufficient", text=f"insufficient data ({why})", ic=ic)
     side = ic.excludes_zero()
     if side > 0:
         return Verdict(scope=scope, kind="information", text=f"evidence of information ({_ic_text(ic)})", ic=ic)

@@ -146,3 +146,12 @@ def test_too_few_signals_for_the_blocks_give_no_interval():
     assert edge(direction, f, "BUY", block=16, resamples=200, seed=1).low is None
     enough = rank_ic(score, f, block=4, resamples=200, seed=1)
     assert enough.low is not None and enough.low < enough.value < enough.high
+
+
+def test_the_verdict_says_why_there_is_no_interval():
+    from v7.core.evaluation import verdict
+
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=276)
+    few = verdict("BTC-USD", rank_ic(f + rng.normal(size=276), f, block=96, resamples=200, seed=1))
+    assert few.kind == "insufficient" and "276 scored signals, too few for five bootstrap blocks" in few.text
