@@ -144,14 +144,19 @@ class Pipeline:
         answer.usage = usage
         return answer, self.fallback.name, reason
 
-    def decide(self, request: PromptRequest, timings: dict[str, float] | None = None) -> tuple[str, Synthesis, str, str | None]:
+    def decide(
+        self, request: PromptRequest, timings: dict[str, float] | None = None, keep_prompt: bool = True,
+    ) -> tuple[str, Synthesis, str, str | None]:
         """The stages after the theories, shared by `v7 run` and `v7 backtest`: formatters, then the synthesizer.
 
         Returns the prompt, the answer, who answered and why the fallback was needed (if it was).
+        `keep_prompt=False` (a backtest, which stores no prompt) skips the formatters unless a
+        synthesizer reads the prompt.
         """
         timings = timings if timings is not None else {}
         mark = time.perf_counter()
-        prompt = self.build_prompt(request) if self.formatters else ""
+        wanted = keep_prompt or any(s is not None and s.needs_prompt for s in (self.synthesizer, self.fallback))
+        prompt = self.build_prompt(request) if self.formatters and wanted else ""
         timings["formatters"] = (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
         # The request was validated when it was built: hand its fields over as they are (no dump and re-validation per bar).

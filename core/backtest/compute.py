@@ -62,7 +62,7 @@ def synthesize_bar(pipeline: "Pipeline", window: CandleSeries, results: list[The
     outcomes = tuple(TheoryOutcome.of(r) for r in results)
     base = dict(index=index, timestamp=int(window.timestamp[-1]), price=window.last_price, theories=outcomes)
     try:
-        _, synthesis, name, fallback_reason = pipeline.decide(request)
+        _, synthesis, name, fallback_reason = pipeline.decide(request, keep_prompt=False)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         get_logger(symbol=window.symbol).warning("no synthesizer produced a signal; position kept", bar_time=window.last_time.isoformat(), error=reason)

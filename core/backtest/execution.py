@@ -102,10 +102,13 @@ def fill(history: CandleSeries, first: int, held: "np.ndarray", execution: Execu
         return Filled(returns, position, traded)
     opens = history.open[first + 1:first + n + 1]
     traded = np.abs(after - before)
-    gap = 1.0 + before * (opens / close[:-1] - 1.0)  # the old position until the open
-    rest = 1.0 + after * (close[1:] / opens - 1.0)  # the new one from the open to the close
-    whole = 1.0 + before * (close[1:] / close[:-1] - 1.0)
-    returns = np.where(traded > 0, gap * (1.0 - execution.cost_rate * traded) * rest, whole) - 1.0
+    returns = before * (close[1:] / close[:-1] - 1.0)  # no change: the whole interval with the same position
+    changed = np.nonzero(traded)
+    if changed[0].size:  # a fill: the old position until the open, the cost, the new one from the open to the close
+        bar = changed[-1]
+        gap = 1.0 + before[changed] * (opens[bar] / close[:-1][bar] - 1.0)
+        rest = 1.0 + after[changed] * (close[1:][bar] / opens[bar] - 1.0)
+        returns[changed] = gap * (1.0 - execution.cost_rate * traded[changed]) * rest - 1.0
     return Filled(returns, after, traded)
 
 
