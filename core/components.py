@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,6 +127,17 @@ class Theory(Component):
 
     def analyze(self, candles: CandleSeries) -> TheoryFinding:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def analyze_batch(self, history: CandleSeries, ends: "Sequence[int]", lookback: int) -> "list[TheoryFinding | InsufficientData]":
+        """Optional: the findings at many consecutive bars at once (a backtest's fast path).
+
+        For each index t of `ends` (ascending), exactly what `analyze(history.slice(max(0, t + 1 -
+        lookback), t + 1))` would return, or the `InsufficientData` it would raise: equal to 1e-9 for
+        floats, exactly for labels. Use only candles up to t for the finding at t. The core checks
+        `min_candles` first, falls back to `analyze` bar by bar when this raises, and
+        `v7 backtest --check-lookahead` compares the two.
+        """
+        raise NotSupported(f"theory {self.name!r} has no batch path (it does not implement analyze_batch)")
 
     def prompt_section(self, result: TheoryResult) -> str | None:
         """Optional text of this theory's section in the LLM prompt; None = the generic section."""
@@ -259,6 +270,7 @@ KINDS: dict[str, type[Component]] = {
 
 # Methods a kind's base class declares with a "not supported" default; `supports()` knows only these.
 OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "theory": ("analyze_batch",),
     "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
     "synthesizer": ("estimate_cost",),
     "sink": ("reader", "reader_at", "unsaved"),

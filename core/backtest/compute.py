@@ -90,6 +90,44 @@ def bar_results(pipeline: "Pipeline", window: CandleSeries, known: dict[str, The
     return [known[t.name] if t.name in known else next(fresh) for t in pipeline.theories], computed
 
 
+def results_at(
+    pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
+) -> list[list[TheoryResult]]:
+    """Every theory's result at each bar of `indices`, in config order.
+
+    Theories with a batch path (`Theory.analyze_batch`) answer all their missing bars in one call;
+    the others run bar by bar. `known` results are used as they are; computed ones go to `fresh`.
+    """
+    from ..batch_runner import run_theory_batch
+
+    known = known or {}
+    batched = [t for t in pipeline.theories if type(t).supports("analyze_batch")]
+    by_bar: dict[int, dict[str, TheoryResult]] = {t: dict(known.get(t, {})) for t in indices}
+    timeout = pipeline.config.engine.theory_timeout_seconds
+    for theory in batched:
+        missing = [t for t in indices if theory.name not in by_bar[t]]
+        if not missing:
+            continue
+        # Only candles up to the last bar asked for, copied: the batch cannot reach past its chunk.
+        lo = max(0, missing[0] + 1 - lookback)
+        part = own_copy(history.slice(lo, missing[-1] + 1))
+        for t, result in zip(missing, run_theory_batch(theory, part, [t - lo for t in missing], lookback, timeout)):
+            by_bar[t][theory.name] = result
+            if fresh is not None:
+                fresh.append((t, result))
+    out = []
+    for t in indices:
+        have = by_bar[t]
+        if len(have) < len(pipeline.theories):
+            results, computed = bar_results(pipeline, window_at(history, t, lookback), have)
+            if fresh is not None:
+                fresh.extend((t, r) for r in computed)
+        else:
+            results = [have[theory.name] for theory in pipeline.theories]
+        out.append(results)
+    return out
+
+
 def signals_for(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
 ) -> list[BarSignal]:
@@ -97,26 +135,15 @@ def signals_for(
 
     `known` results are used instead of running their theory; computed ones are appended to `fresh`.
     """
-    out = []
-    for t in indices:
-        window = window_at(history, t, lookback)
-        results, computed = bar_results(pipeline, window, known.get(t) if known else None)
-        if fresh is not None:
-            fresh.extend((t, r) for r in computed)
-        out.append(synthesize_bar(pipeline, window, results, t))
-    return out
+    results = results_at(pipeline, history, indices, lookback, known, fresh)
+    # The synthesizer reads only the last bar of the window: a view will do, no copy.
+    return [synthesize_bar(pipeline, history.slice(max(0, t + 1 - lookback), t + 1), r, t) for t, r in zip(indices, results)]
 
 
 def theory_results_for(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
 ) -> list[list[TheoryResult]]:
-    out = []
-    for t in indices:
-        results, computed = bar_results(pipeline, window_at(history, t, lookback), known.get(t) if known else None)
-        if fresh is not None:
-            fresh.extend((t, r) for r in computed)
-        out.append(results)
-    return out
+    return results_at(pipeline, history, indices, lookback, known, fresh)
 
 
 def stored_results(cache: FeatureCache, histories: dict[str, CandleSeries], plan: dict[str, list[int]], lookback: int) -> tuple[dict[str, Known], dict[str, dict[int, str]]]:

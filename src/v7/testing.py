@@ -130,3 +130,47 @@ if pytest is not None:
     def btc_candles() -> "CandleSeries":
         """The bundled BTC-USD hourly candles, validated."""
         return bundled_candles("BTC-USD")
+
+
+def assert_batch_matches(theory: "Theory", history: "CandleSeries", ends: Iterable[int], lookback: int, tolerance: float = 1e-9) -> int:
+    """Assert that `theory.analyze_batch` gives, at every bar of `ends`, what `analyze` gives on that bar's window.
+
+    Floats (bias, confidence, every metric) must agree to `tolerance` (absolute, and relative for
+    large values), labels and interpretations exactly; an `InsufficientData` on one side must be one
+    on the other. Returns how many bars were compared.
+    """
+    import math
+
+    from v7.core.components import InsufficientData
+
+    ends = list(ends)
+    batch = theory.analyze_batch(history, ends, lookback)
+    assert len(batch) == len(ends), f"{theory.name}: analyze_batch answered {len(batch)} findings for {len(ends)} bars"
+
+    def close(a: float | None, b: float | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b or abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
+
+    for t, fast in zip(ends, batch):
+        window = history.slice(max(0, t + 1 - lookback), t + 1)
+        try:
+            slow: Any = theory.analyze(window)
+        except InsufficientData as exc:
+            slow = exc
+        where = f"{theory.name} at bar {t}"
+        if isinstance(slow, InsufficientData) or isinstance(fast, InsufficientData):
+            assert isinstance(slow, InsufficientData) and isinstance(fast, InsufficientData), (
+                f"{where}: analyze gave {type(slow).__name__}, analyze_batch {type(fast).__name__}")
+            assert str(slow) == str(fast), f"{where}: insufficient data {str(slow)!r} vs {str(fast)!r}"
+            continue
+        assert fast.label == slow.label, f"{where}: label {fast.label!r} vs {slow.label!r}"
+        assert fast.interpretation == slow.interpretation, f"{where}: interpretation {fast.interpretation!r} vs {slow.interpretation!r}"
+        assert close(fast.bias, slow.bias), f"{where}: bias {fast.bias!r} vs {slow.bias!r}"
+        assert close(fast.confidence, slow.confidence), f"{where}: confidence {fast.confidence!r} vs {slow.confidence!r}"
+        assert fast.metrics.keys() == slow.metrics.keys(), f"{where}: metrics {sorted(fast.metrics)} vs {sorted(slow.metrics)}"
+        for name, value in slow.metrics.items():
+            assert close(fast.metrics[name], value), f"{where}: metric {name} {fast.metrics[name]!r} vs {value!r}"
+    return len(ends)

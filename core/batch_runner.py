@@ -1,0 +1,94 @@
+"""Running a theory's batch path (`Theory.analyze_batch`) with the same guarantees as `run_theory`.
+
+A backtest computes each theory at many consecutive bars; a theory with a batch path answers them
+in one call (running sums, one recursion, shared draws). Each bar's result must be what
+`run_theory` would give on that bar's window: the same `min_candles` check, the same validation of
+the finding, `InsufficientData` per bar. When the batch path raises, times out or answers the
+wrong number of bars, the bars are computed one by one instead, and the log says why.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from .components import InsufficientData, Theory
+from .errors import one_line
+from .logs import get_logger
+from .models import CandleSeries, TheoryFinding, TheoryResult
+from .theory_runner import run_theory
+
+
+def window_of(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
+    return history.slice(max(0, t + 1 - lookback), t + 1)
+
+
+def run_theory_batch(theory: Theory, history: CandleSeries, ends: Sequence[int], lookback: int, timeout: float) -> list[TheoryResult]:
+    """The result of `theory` at each bar of `ends` (ascending indices into `history`)."""
+    base = {"theory": theory.name, "version": str(theory.version)}
+    results: dict[int, TheoryResult] = {}
+    ready: list[int] = []
+    for t in ends:
+        size = min(lookback, t + 1)
+        if size < theory.min_candles:
+            results[t] = TheoryResult(
+                **base, status="insufficient_data", message=f"needs {theory.min_candles} candles, got {size}",
+                interpretation=f"Not enough history: {size} of {theory.min_candles} candles.",
+            )
+        else:
+            ready.append(t)
+    if ready:
+        answers, failure, elapsed_ms = _call(theory, history, ready, lookback, timeout * len(ready))
+        if failure is not None:
+            get_logger(plugin=theory.name).warning("batch path failed; computing bar by bar", theory=theory.name, bars=len(ready), error=failure)
+            for t in ready:
+                results[t] = run_theory(theory, window_of(history, t, lookback), timeout)
+        else:
+            per_bar = elapsed_ms / len(ready)
+            for t, answer in zip(ready, answers):
+                results[t] = _result(base, answer, per_bar)
+    return [results[t] for t in ends]
+
+
+def _call(theory: Theory, history: CandleSeries, ends: list[int], lookback: int, timeout: float) -> tuple[list[Any], str | None, float]:
+    """The batch call in a daemon thread, so a hang past `timeout` is abandoned, not waited for."""
+    outcome: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def target() -> None:
+        try:
+            outcome.put(("ok", theory.analyze_batch(history, ends, lookback)))
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything
+            outcome.put(("error", f"{type(exc).__name__}: {exc}"))
+
+    started = time.perf_counter()
+    threading.Thread(target=target, name=f"theory-batch-{theory.name}", daemon=True).start()
+    try:
+        status, value = outcome.get(timeout=timeout)
+    except queue.Empty:
+        return [], f"timed out after {timeout:g} s for {len(ends)} bars", 0.0
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if status != "ok":
+        return [], value, 0.0
+    if not isinstance(value, (list, tuple)) or len(value) != len(ends):
+        count = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
+        return [], f"answered {count} findings for {len(ends)} bars", 0.0
+    return list(value), None, elapsed_ms
+
+
+def _result(base: dict[str, str], answer: Any, elapsed_ms: float) -> TheoryResult:
+    if isinstance(answer, InsufficientData):
+        message = str(answer) or "insufficient data"
+        return TheoryResult(**base, status="insufficient_data", elapsed_ms=elapsed_ms, message=message, interpretation=message)
+    if isinstance(answer, BaseException):
+        message = f"{type(answer).__name__}: {answer}"
+        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
+    try:
+        finding = TheoryFinding.model_validate(answer.model_dump() if isinstance(answer, TheoryFinding) else answer)
+    except ValidationError as exc:
+        message = f"invalid output: {one_line(exc, limit=20)}"
+        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
+    return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
