@@ -26,6 +26,8 @@ class CandleDataError(ValueError):
 def _to_unix_seconds(values: "pd.Series") -> "pd.Series":
     import pandas as pd
 
+    if values.dtype.kind in "iu" or (values.dtype.kind == "f" and values.notna().all()):
+        return values.where(values < 1e11, values // 1000)
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         # Milliseconds are a common slip (CoinGecko, many exports): normalise them.
@@ -36,56 +38,62 @@ def _to_unix_seconds(values: "pd.Series") -> "pd.Series":
 
 
 def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, source: str = "") -> CandleSeries:
-    """Sort, de-duplicate and drop invalid rows; the reasons and counts are logged, not hidden."""
+    """Sort, de-duplicate and drop invalid rows; the reasons and counts are logged, not hidden.
+
+    Each dropped row counts once, under the first of these reasons it meets, in this order:
+    unreadable timestamp, non-finite price, non-positive price, high below open/close, low above
+    open/close, invalid volume, duplicate timestamp (the last row of a timestamp is kept). Done on
+    numpy arrays: `v7.analyze` validates 1,000 candles in well under a millisecond.
+    """
     import numpy as np
     import pandas as pd
 
     missing = [c for c in COLUMNS[:5] if c not in frame.columns]
     if missing:
         raise CandleDataError(f"{source or symbol}: missing column(s) {', '.join(missing)}; expected header {','.join(COLUMNS)}")
-    frame = frame.copy()
-    if "volume" not in frame.columns:
-        frame["volume"] = 0.0
-    frame["timestamp"] = _to_unix_seconds(frame["timestamp"])
-    for column in COLUMNS[1:]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
 
+    def numbers(column: str) -> "np.ndarray":
+        values = frame[column]
+        if values.dtype.kind in "fiu":
+            return values.to_numpy(dtype="float64")
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+
+    stamps = _to_unix_seconds(frame["timestamp"]).to_numpy(dtype="float64")
+    open_, high, low, close = (numbers(c) for c in ("open", "high", "low", "close"))
+    volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
+    alive = np.ones(len(frame), dtype=bool)
     dropped: dict[str, int] = {}
 
-    def drop(mask: "pd.Series", reason: str) -> None:
-        nonlocal frame
-        count = int(mask.sum())
+    def drop(mask: "np.ndarray", reason: str) -> None:
+        hit = mask & alive
+        count = int(hit.sum())
         if count:
             dropped[reason] = dropped.get(reason, 0) + count
-            frame = frame[~mask]
+            alive[hit] = False
 
-    drop(frame["timestamp"].isna(), "unreadable timestamp")
-    prices = frame[["open", "high", "low", "close"]]
-    drop(~np.isfinite(prices).all(axis=1), "non-finite price")
-    prices = frame[["open", "high", "low", "close"]]
-    drop((prices <= 0).any(axis=1), "non-positive price")
-    drop(frame["high"] < frame[["open", "close"]].max(axis=1), "high below open/close")
-    drop(frame["low"] > frame[["open", "close"]].min(axis=1), "low above open/close")
-    drop(~np.isfinite(frame["volume"]) | (frame["volume"] < 0), "invalid volume")
-    frame = frame.sort_values("timestamp", kind="stable")
-    drop(frame["timestamp"].duplicated(keep="last"), "duplicate timestamp")
+    with np.errstate(invalid="ignore"):
+        drop(np.isnan(stamps), "unreadable timestamp")
+        prices = np.stack([open_, high, low, close])
+        drop(~np.isfinite(prices).all(axis=0), "non-finite price")
+        drop((prices <= 0).any(axis=0), "non-positive price")
+        drop(high < np.maximum(open_, close), "high below open/close")
+        drop(low > np.minimum(open_, close), "low above open/close")
+        drop(~np.isfinite(volume) | (volume < 0), "invalid volume")
+    rows = np.flatnonzero(alive)
+    rows = rows[np.argsort(stamps[rows], kind="stable")]
+    timestamps = stamps[rows].astype("int64")
+    if rows.shape[0] > 1:
+        last_of_each = np.append(timestamps[1:] != timestamps[:-1], True)  # keep the last row of a timestamp
+        if not last_of_each.all():
+            dropped["duplicate timestamp"] = dropped.get("duplicate timestamp", 0) + int((~last_of_each).sum())
+            rows, timestamps = rows[last_of_each], timestamps[last_of_each]
 
-    step = GRANULARITY_SECONDS.get(granularity)
-    timestamps = frame["timestamp"].to_numpy(dtype="int64")
-    gaps = count_gaps(timestamps, step)
+    gaps = count_gaps(timestamps, GRANULARITY_SECONDS.get(granularity))
     if dropped:
         get_logger().warning("dropped invalid candles", symbol=symbol, source=source or None, dropped=dropped)
     return CandleSeries(
-        symbol=symbol,
-        granularity=granularity,
-        timestamp=timestamps,
-        open=frame["open"].to_numpy(dtype="float64"),
-        high=frame["high"].to_numpy(dtype="float64"),
-        low=frame["low"].to_numpy(dtype="float64"),
-        close=frame["close"].to_numpy(dtype="float64"),
-        volume=frame["volume"].to_numpy(dtype="float64"),
-        gaps=gaps,
-        dropped=dropped,
+        symbol=symbol, granularity=granularity, timestamp=timestamps, open=open_[rows], high=high[rows], low=low[rows],
+        close=close[rows], volume=volume[rows], gaps=gaps, dropped=dropped,
     )
 
 
