@@ -40,19 +40,19 @@ import math
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from pydantic import Field
 
 from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
 from ._common import clip
+from ._hmm_recursions import forward_filter
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from hmmlearn.hmm import GaussianHMM
 
-LOG_FLOOR = 1e-300  # log(0) → about -690 instead of -inf and a warning
 ANCHOR_CACHE_SIZE = 256  # anchor fits kept per instance (least recently used dropped first)
 
 
@@ -193,40 +193,6 @@ def _frozen(params: HmmParams) -> HmmParams:
     for a in arrays:
         a.setflags(write=False)
     return HmmParams(*arrays)
-
-
-def forward_filter(x: "np.ndarray", params: HmmParams) -> tuple[float, float, float]:
-    """Filtered P(state 0 | x[0..T]), P(state 1 | x[0..T]) at the last bar and the log-likelihood.
-
-    The forward recursion in log space: log α[t] = log b[t] + logsumexp(log α[t-1] + log A),
-    normalised every step (the normaliser summed is the log-likelihood).
-    """
-    import numpy as np
-
-    log_a = np.log(np.maximum(params.transmat, LOG_FLOOR)).tolist()
-    a00, a01 = log_a[0]
-    a10, a11 = log_a[1]
-    variances = params.variances
-    log_b = -0.5 * (np.log(2.0 * math.pi * variances) + (x[:, None] - params.means) ** 2 / variances)
-    b0 = log_b[:, 0].tolist()
-    b1 = log_b[:, 1].tolist()
-    log_start = np.log(np.maximum(params.startprob, LOG_FLOOR)).tolist()
-    exp, log1p = math.exp, math.log1p
-    l0 = log_start[0] + b0[0]
-    l1 = log_start[1] + b1[0]
-    log_likelihood = 0.0
-    for t in range(1, len(b0)):
-        z = l0 + log1p(exp(l1 - l0)) if l0 >= l1 else l1 + log1p(exp(l0 - l1))
-        log_likelihood += z
-        l0 -= z
-        l1 -= z
-        u, v = l0 + a00, l1 + a10
-        n0 = (u + log1p(exp(v - u)) if u >= v else v + log1p(exp(u - v))) + b0[t]
-        u, v = l0 + a01, l1 + a11
-        n1 = (u + log1p(exp(v - u)) if u >= v else v + log1p(exp(u - v))) + b1[t]
-        l0, l1 = n0, n1
-    z = l0 + log1p(exp(l1 - l0)) if l0 >= l1 else l1 + log1p(exp(l0 - l1))
-    return exp(l0 - z), exp(l1 - z), log_likelihood + z
 
 
 class MarkovRegime(Theory):
@@ -374,8 +340,11 @@ class MarkovRegime(Theory):
         self._remember(key, entry)
         return entry
 
-    def regime_fit(self, candles: CandleSeries, x: "np.ndarray", centre: float, scale: float) -> RegimeFit:
-        """The parameters for the current window `x` (z-scored with `centre`, `scale`) under the refit schedule."""
+    def regime_fit(self, candles: CandleSeries, x: "np.ndarray", centre: float, scale: float, defer_warm: bool = False) -> RegimeFit:
+        """The parameters for the current window `x` (z-scored with `centre`, `scale`) under the refit schedule.
+
+        `defer_warm` (the batch path): on a warm-start bar return the starting point instead, with how "pending".
+        """
         import numpy as np
 
         cfg = self.config
@@ -401,9 +370,16 @@ class MarkovRegime(Theory):
         if anchor is None:
             params, iterations = self.fit(x)
             return RegimeFit(params, iterations, "full", ago)
+        if defer_warm:
+            return RegimeFit(warm_start(anchor, centre, scale), 0, "pending", ago)
+        return self.warm_fit(x, warm_start(anchor, centre, scale), ago)
+
+    def warm_fit(self, x: "np.ndarray", start: HmmParams, ago: int) -> RegimeFit:
+        """EM from the anchor's states on the current window; the full fit when that fails."""
+        cfg = self.config
         iterations = 0
         try:
-            model = fit_em(x, warm_start(anchor, centre, scale), cfg.n_iter, cfg.tol)
+            model = fit_em(x, start, cfg.n_iter, cfg.tol)
         except (ValueError, FloatingPointError, ArithmeticError):  # EM broke down from the anchor's states
             model = None
         if model is not None:
@@ -422,6 +398,15 @@ class MarkovRegime(Theory):
         returns, x, centre, scale = standardise(close)
         params, iterations, _, _ = self.regime_fit(candles, x, centre, scale)
         p0, p1, log_likelihood = forward_filter(x, params)
+        return self._finding(close, returns, centre, scale, params, iterations, p0, p1, log_likelihood)
+
+    def _finding(
+        self, close: "np.ndarray", returns: "np.ndarray", centre: float, scale: float, params: HmmParams, iterations: int,
+        p0: float, p1: float, log_likelihood: float,
+    ) -> TheoryFinding:
+        import numpy as np
+
+        cfg = self.config
         if not (math.isfinite(p0) and math.isfinite(p1) and math.isfinite(log_likelihood)):
             raise InsufficientData("the regime filter produced no finite probability")
 
@@ -479,6 +464,13 @@ class MarkovRegime(Theory):
                 "bars": float(close.shape[0]),
             },
         )
+
+    def analyze_batch(self, history: CandleSeries, ends: Sequence[int], lookback: int) -> list[TheoryFinding | InsufficientData]:
+        """`analyze` at every bar of `ends`, equal to it bar by bar: the warm-start EM of all warm bars and every
+        bar's causal filter each run as one vectorised recursion (see `_hmm_recursions`)."""
+        from ._hmm_recursions import analyze_batch
+
+        return analyze_batch(self, history, ends, lookback)
 
     def prompt_section(self, result: TheoryResult) -> str | None:
         if not result.ok:

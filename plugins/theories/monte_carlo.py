@@ -21,11 +21,11 @@ The generator is seeded (config `seed`), so the same candles always give the sam
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from v7 import CandleSeries, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
+from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
 from ._common import clip
 
@@ -109,6 +109,73 @@ class MonteCarlo(Theory):
         rng = np.random.default_rng(cfg.seed)
         outcomes = simulate(returns, cfg.horizon, cfg.paths, cfg.model, rng)
         var, cvar = var_cvar(outcomes, cfg.confidence_level)
+        return self._finding(returns, close.shape[0], var, cvar, float(outcomes.mean()))
+
+    def analyze_batch(self, history: CandleSeries, ends: Sequence[int], lookback: int) -> list[TheoryFinding | InsufficientData]:
+        """`analyze` at every bar of `ends`, with the draws shared (batch path for backtests).
+
+        `analyze` seeds a new generator with `seed` at every call, so every window with the same
+        number of returns gets the same random draws: they are made once per length. With
+        `horizon = 1` the bootstrap outcomes are the window's returns weighted by how often each
+        position is drawn, so VaR, CVaR and the mean come from the window sorted once (no 10,000
+        path array per bar); the normal model's outcomes are `mean + std·z` for the same standard
+        normal draws z, whose sorted order is shared by every bar. Longer horizons compound the
+        shared draws per bar. Only candles up to `t` are read for the finding at `t`.
+        """
+        import numpy as np
+
+        cfg = self.config
+        k = tail_size(cfg.paths, cfg.confidence_level)
+        out: list[TheoryFinding | InsufficientData] = []
+        draws: dict[int, "np.ndarray"] = {}  # returns per window -> the draws analyze makes for it
+        for t in ends:
+            window = history.slice(max(0, t + 1 - lookback), t + 1)
+            try:
+                close = window_closes(window, cfg.window, 20, cfg)
+                returns = log_returns(close)
+            except InsufficientData as exc:
+                out.append(exc)
+                continue
+            n = returns.shape[0]
+            if n not in draws:
+                rng = np.random.default_rng(cfg.seed)
+                if cfg.model == "bootstrap":
+                    picks = rng.integers(0, n, size=(cfg.paths, cfg.horizon))
+                    draws[n] = np.bincount(picks[:, 0], minlength=n) if cfg.horizon == 1 else picks
+                else:
+                    z = rng.standard_normal(size=(cfg.paths, cfg.horizon))
+                    draws[n] = np.sort(z[:, 0]) if cfg.horizon == 1 else z
+            drawn = draws[n]
+            if cfg.model == "bootstrap" and cfg.horizon == 1:
+                order = np.argsort(returns, kind="stable")
+                values = np.expm1(returns[order])
+                counts = drawn[order]
+                cumulative = np.cumsum(counts)
+                cut = int(np.searchsorted(cumulative, k))  # the k-th worst outcome is values[cut]
+                below = int(cumulative[cut - 1]) if cut > 0 else 0
+                worst_sum = float(np.dot(counts[:cut], values[:cut])) + (k - below) * float(values[cut])
+                var, cvar = max(0.0, -float(values[cut])), max(0.0, -worst_sum / k)
+                expected = float(np.dot(counts, values)) / cfg.paths
+            elif cfg.model == "normal" and cfg.horizon == 1:
+                simple = np.expm1(returns)
+                mean, std = float(simple.mean()), float(simple.std(ddof=1))
+                outcomes = mean + std * drawn  # sorted: std > 0 (log_returns abstains on no variation)
+                worst = outcomes[:k]
+                var, cvar = max(0.0, -float(worst[-1])), max(0.0, -float(worst.mean()))
+                expected = float(outcomes.mean())
+            else:
+                if cfg.model == "bootstrap":
+                    outcomes = np.expm1(returns[drawn].sum(axis=1))
+                else:
+                    simple = np.expm1(returns)
+                    outcomes = np.prod(1.0 + (float(simple.mean()) + float(simple.std(ddof=1)) * drawn), axis=1) - 1.0
+                var, cvar = var_cvar(outcomes, cfg.confidence_level)
+                expected = float(outcomes.mean())
+            out.append(self._finding(returns, close.shape[0], var, cvar, expected))
+        return out
+
+    def _finding(self, returns: "np.ndarray", closes: int, var: float, cvar: float, expected_return: float) -> TheoryFinding:
+        cfg = self.config
         if var >= cfg.extreme_var:
             label = "extreme"
         elif var >= cfg.high_var:
@@ -132,12 +199,12 @@ class MonteCarlo(Theory):
             metrics={
                 "var": var,
                 "cvar": cvar,
-                "expected_return": float(outcomes.mean()),
+                "expected_return": expected_return,
                 "volatility": float(returns.std(ddof=1)),
                 "confidence_level": cfg.confidence_level,
                 "horizon": float(cfg.horizon),
                 "paths": float(cfg.paths),
-                "bars": float(close.shape[0]),
+                "bars": float(closes),
             },
         )
 
