@@ -20,9 +20,11 @@ from pydantic import Field, model_validator
 
 from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, quantile, window_closes
 
-from ._common import clip
+from ._common import batch_windows, clip
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     import numpy as np
 
 NULL_CHUNK_ELEMENTS = 2_000_000  # random-walk paths are simulated in chunks of about this many numbers
@@ -126,6 +128,14 @@ class HurstExponent(Theory):
         if not math.isfinite(hurst):
             raise InsufficientData("variogram undefined (a lag with no price change)")
 
+        sigma = float(returns.std())
+        k = min(cfg.drift_bars, n - 1)
+        return self._finding(hurst, n, sigma, k, float(log_price[-1] - log_price[-1 - k]), float(log_price[-1] - log_price[-k:].mean()))
+
+    def _finding(self, hurst: float, n: int, sigma: float, k: int, drift: float, deviation: float) -> TheoryFinding:
+        """The finding from H of `n` closes, the return std and the last `k` bars' drift and deviation."""
+        cfg = self.config
+        lags = tuple(range(cfg.min_lag, cfg.max_lag + 1))
         null = random_walk_null(n, lags, cfg.null_paths, cfg.seed)
         low = quantile(null, cfg.false_alarm / 2)
         high = quantile(null, 1 - cfg.false_alarm / 2)
@@ -143,10 +153,6 @@ class HurstExponent(Theory):
         # 0.5 at the band edge, 1 at twice its distance from the random-walk median.
         confidence = clip(strength / 2.0, 0.0, 1.0)
 
-        sigma = float(returns.std())
-        k = min(cfg.drift_bars, n - 1)
-        drift = float(log_price[-1] - log_price[-1 - k])
-        deviation = float(log_price[-1] - log_price[-k:].mean())
         drift_z = drift / (sigma * math.sqrt(k)) if sigma > 0 else 0.0
         # A random walk's last point sits ~sigma*sqrt(k/3) from the mean of its last k points.
         deviation_z = deviation / (sigma * math.sqrt(k / 3.0)) if sigma > 0 else 0.0
@@ -181,6 +187,83 @@ class HurstExponent(Theory):
                 "deviation": math.expm1(deviation),
             },
         )
+
+    def analyze_batch(self, history: CandleSeries, ends: "Sequence[int]", lookback: int) -> "list[TheoryFinding | InsufficientData]":
+        """`analyze` at every bar of `ends`, the variogram from running sums.
+
+        For each lag k the variance of the k-bar changes of log price over a window is
+        Σd²/m - (Σd/m)², with both sums differences of running sums over the range of windows;
+        the return std the same way, the mean of the last `drift_bars` log prices from a sliding
+        view. Equal to `analyze` to ~1e-12 (its own rounding). A window where some lag's variance
+        is small against its mean square (where running sums would lose digits), or shorter than
+        the window length, is computed exactly as `analyze` does. Only closes up to `t` enter the
+        finding at `t`.
+        """
+        import numpy as np
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        cfg = self.config
+        size = min(cfg.window, lookback)
+        lags = tuple(range(cfg.min_lag, cfg.max_lag + 1))
+        close, starts, problems = batch_windows(history, ends, lookback, cfg.window, max(10 * cfg.max_lag, 3), cfg)
+        with np.errstate(all="ignore"):
+            log_close = np.log(np.where(close > 0, close, 1.0))
+        stops = [int(t) + 1 for t in ends]
+        out: list = list(problems)
+        valid = [i for i, p in enumerate(problems) if p is None]
+        values: dict[int, tuple[float, int, float, int, float, float]] = {}
+        full = [i for i in valid if stops[i] - int(starts[i]) == size]
+        exact = [i for i in valid if stops[i] - int(starts[i]) != size]
+        k = min(cfg.drift_bars, size - 1)
+        log_lag = np.log(np.asarray(lags, dtype=np.float64))
+        log_lag -= log_lag.mean()
+        for begin in range(0, len(full), 4096):
+            lanes = full[begin:begin + 4096]
+            lo, hi = int(starts[lanes[0]]), stops[lanes[-1]]
+            lp = log_close[lo:hi]
+            first = starts[lanes] - lo
+            last = np.asarray([stops[i] for i in lanes]) - lo  # one past each window's last close
+            log_var = np.empty((len(lags), len(lanes)))
+            conditioned = np.ones(len(lanes), dtype=bool)
+            for row, lag in enumerate(lags):
+                d = lp[lag:] - lp[:-lag]
+                sums = np.concatenate([[0.0], np.cumsum(d)])
+                squares = np.concatenate([[0.0], np.cumsum(d * d)])
+                m = size - lag
+                mean = (sums[last - lag] - sums[first]) / m
+                mean_square = (squares[last - lag] - squares[first]) / m
+                variance = mean_square - mean * mean
+                conditioned &= variance > 1e-3 * mean_square
+                with np.errstate(all="ignore"):
+                    log_var[row] = np.log(variance)
+            with np.errstate(all="ignore"):
+                hurst = np.tensordot(log_lag, log_var - log_var.mean(axis=0), axes=(0, 0)) / float(log_lag @ log_lag) / 2.0
+            returns = np.diff(lp)
+            centred = returns - returns[:size - 1].mean()  # the first window's mean: no later close enters
+            sums = np.concatenate([[0.0], np.cumsum(centred)])
+            squares = np.concatenate([[0.0], np.cumsum(centred * centred)])
+            mean = (sums[last - 1] - sums[first]) / (size - 1)
+            sigma = np.sqrt(np.maximum((squares[last - 1] - squares[first]) / (size - 1) - mean * mean, 0.0))
+            drift = lp[last - 1] - lp[last - 1 - k]
+            deviation = lp[last - 1] - sliding_window_view(lp, k)[last - k].mean(axis=1)
+            for lane, i in enumerate(lanes):
+                if conditioned[lane]:
+                    values[i] = (float(hurst[lane]), size, float(sigma[lane]), k, float(drift[lane]), float(deviation[lane]))
+                else:
+                    exact.append(i)
+        for i in exact:
+            log_price = log_close[int(starts[i]):stops[i]]
+            n = log_price.shape[0]
+            hurst_i = float(variogram_hurst(log_price, lags))
+            if not math.isfinite(hurst_i):
+                out[i] = InsufficientData("variogram undefined (a lag with no price change)")
+                continue
+            k_i = min(cfg.drift_bars, n - 1)
+            values[i] = (hurst_i, n, float(np.diff(log_price).std()), k_i, float(log_price[-1] - log_price[-1 - k_i]),
+                         float(log_price[-1] - log_price[-k_i:].mean()))
+        for i, args in values.items():
+            out[i] = self._finding(*args)
+        return out
 
     def prompt_section(self, result: TheoryResult) -> str | None:
         if not result.ok:

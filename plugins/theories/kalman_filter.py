@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import clip, robust_std
+from ._common import batch_windows, clip, robust_std
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -133,6 +133,11 @@ class KalmanFilter(Theory):
             initial_level=float(log_price[0]), initial_velocity=0.0,
             initial_p00=sigma**2, initial_p11=sigma**2,
         )
+        return self._finding(state, sigma, float(close[-1]), close.shape[0])
+
+    def _finding(self, state: FilterState, sigma: float, last: float, bars: int) -> TheoryFinding:
+        """The finding from the filter's state after the window's last close (raises on a degenerate filter)."""
+        cfg = self.config
         velocity_se = math.sqrt(state.p11) if state.p11 > 0 else 0.0
         if not (velocity_se > 0 and math.isfinite(state.velocity) and math.isfinite(state.level)):
             raise InsufficientData("Kalman filter covariance degenerated")
@@ -149,7 +154,6 @@ class KalmanFilter(Theory):
             label = "flat"
         velocity = math.expm1(state.velocity)
         filtered_price = math.exp(state.level)
-        last = float(close[-1])
         direction = {"strong_up": "rising clearly", "up": "rising", "flat": "without a clear trend",
                      "down": "falling", "strong_down": "falling clearly"}[label]
         interpretation = (
@@ -168,9 +172,86 @@ class KalmanFilter(Theory):
                 "velocity_se": velocity_se,
                 "deviation": last / filtered_price - 1.0,
                 "return_std": sigma,
-                "bars": float(close.shape[0]),
+                "bars": float(bars),
             },
         )
+
+    def analyze_batch(self, history: CandleSeries, ends: "Sequence[int]", lookback: int) -> "list[TheoryFinding | InsufficientData]":
+        """`analyze` at every bar of `ends`, the filters of many windows run in lockstep.
+
+        `analyze` starts the filter afresh at each window's first close with noise scaled by that
+        window's robust return std, so one long recursion would not be equal. Instead every
+        full-length window is a lane of numpy arrays: step j updates all lanes with their own j-th
+        close, the same float operations in the same order as `constant_velocity_filter`, hence
+        the same numbers bit for bit. Windows shorter than the window length (the first bars of
+        the history) are filtered one by one. Only closes up to `t` enter the finding at `t`.
+        """
+        import numpy as np
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        cfg = self.config
+        size = min(cfg.window, lookback)
+        close, starts, problems = batch_windows(history, ends, lookback, cfg.window, 20, cfg)
+        with np.errstate(all="ignore"):
+            log_close = np.log(np.where(close > 0, close, 1.0))
+        returns = np.diff(log_close)
+        out: list = list(problems)
+        stops = [int(t) + 1 for t in ends]
+        valid = [i for i, p in enumerate(problems) if p is None]
+        full = [i for i in valid if stops[i] - int(starts[i]) == size]
+        states: dict[int, tuple[FilterState, float]] = {}
+        for i in valid:
+            if stops[i] - int(starts[i]) != size:
+                window = close[int(starts[i]):stops[i]]
+                sigma = robust_std(np.diff(np.log(window)))
+                q_level, q_velocity, r = self.noise(sigma)
+                log_price = np.log(window)
+                states[i] = (constant_velocity_filter(
+                    log_price.tolist(), q_level, q_velocity, r, initial_level=float(log_price[0]), initial_velocity=0.0,
+                    initial_p00=sigma**2, initial_p11=sigma**2,
+                ), sigma)
+        per_chunk = max(1, 2_000_000 // size)
+        for begin in range(0, len(full), per_chunk):
+            lanes = full[begin:begin + per_chunk]
+            first = starts[lanes]
+            window_returns = sliding_window_view(returns, size - 1)[first]
+            mad = np.median(np.abs(window_returns - np.median(window_returns, axis=1)[:, None]), axis=1) * 1.482602218505602
+            sigmas = [float(m) if m > 0.0 else float(np.std(row)) for m, row in zip(mad.tolist(), window_returns)]
+            noises = [self.noise(s) for s in sigmas]
+            q_level = np.array([q[0] for q in noises])
+            q_velocity = np.array([q[1] for q in noises])
+            r = np.array([q[2] for q in noises])
+            observations = np.ascontiguousarray(sliding_window_view(log_close, size)[first].T)
+            a = observations[0].copy()
+            b = np.zeros(len(lanes))
+            p00 = np.array([s**2 for s in sigmas])
+            p01 = np.zeros(len(lanes))
+            p11 = p00.copy()
+            with np.errstate(all="ignore"):
+                for j in range(size):
+                    if j:
+                        a = a + b
+                        p00 = p00 + 2.0 * p01 + p11 + q_level
+                        p01 = p01 + p11
+                        p11 = p11 + q_velocity
+                    s = p00 + r
+                    k0 = p00 / s
+                    k1 = p01 / s
+                    e = observations[j] - a
+                    a = a + k0 * e
+                    b = b + k1 * e
+                    p11 = p11 - k1 * p01
+                    p01 = p01 - k0 * p01
+                    p00 = p00 - k0 * p00
+            for lane, i in enumerate(lanes):
+                states[i] = (FilterState(float(a[lane]), float(b[lane]), float(p00[lane]), float(p01[lane]), float(p11[lane])), sigmas[lane])
+        for i in valid:
+            state, sigma = states[i]
+            try:
+                out[i] = self._finding(state, sigma, float(close[stops[i] - 1]), stops[i] - int(starts[i]))
+            except InsufficientData as exc:
+                out[i] = exc
+        return out
 
     def prompt_section(self, result: TheoryResult) -> str | None:
         if not result.ok:

@@ -29,9 +29,11 @@ from pydantic import Field, model_validator
 
 from v7 import CandleSeries, InsufficientData, SeriesConfig, Theory, TheoryFinding, TheoryResult, hookimpl, log_returns, window_closes
 
-from ._common import clip
+from ._common import batch_windows, clip
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     import numpy as np
 
 
@@ -149,16 +151,29 @@ class ShannonEntropy(Theory):
         close = window_closes(candles, cfg.window, 3, cfg)
         returns = log_returns(close)
         n = returns.shape[0]
+        shortage = self._shortage(n)
+        if shortage is not None:
+            raise shortage
+        entropy = float(permutation_entropy(returns, cfg.order, cfg.delay))
+        rho, rho_z = lag1_autocorrelation(returns)
+        return self._finding(n, entropy, rho, rho_z, histogram_entropy(returns, cfg.histogram_bins), close.shape[0])
+
+    def _shortage(self, n: int) -> InsufficientData | None:
+        """The abstention when `n` returns give too few ordinal patterns, else None."""
+        cfg = self.config
         patterns = n - (cfg.order - 1) * cfg.delay
         if patterns < 2 * math.factorial(cfg.order):
-            raise InsufficientData(
+            return InsufficientData(
                 f"{n} returns give {max(patterns, 0)} ordinal patterns; order {cfg.order} needs at least "
                 f"{2 * math.factorial(cfg.order)}"
             )
-        entropy = float(permutation_entropy(returns, cfg.order, cfg.delay))
+        return None
+
+    def _finding(self, n: int, entropy: float, rho: float, rho_z: float, histogram: float, bars: int) -> TheoryFinding:
+        """The finding from the statistics of a window of `n` returns (`bars` closes)."""
+        cfg = self.config
         null_mean, null_std = iid_null(n, cfg.order, cfg.delay, cfg.null_paths, cfg.seed)
         entropy_z = (null_mean - entropy) / null_std if null_std > 0 else 0.0
-        rho, rho_z = lag1_autocorrelation(returns)
         evidence = max(entropy_z, abs(rho_z))
         if entropy_z >= cfg.predictable_z:
             label = "predictable"
@@ -186,10 +201,80 @@ class ShannonEntropy(Theory):
                 "entropy_z": entropy_z,
                 "lag1_autocorrelation": rho,
                 "autocorrelation_z": rho_z,
-                "return_distribution_entropy": histogram_entropy(returns, cfg.histogram_bins),
-                "bars": float(close.shape[0]),
+                "return_distribution_entropy": histogram,
+                "bars": float(bars),
             },
         )
+
+    def analyze_batch(self, history: CandleSeries, ends: "Sequence[int]", lookback: int) -> "list[TheoryFinding | InsufficientData]":
+        """`analyze` at every bar of `ends`, with counts updated as the window slides.
+
+        The ordinal pattern of each position depends only on the returns it spans, so the codes
+        are computed once over the range and each window's pattern counts are the previous
+        window's plus the patterns entering minus those leaving. The return histogram's bins
+        depend on the window's min and max, which change only when an extreme enters or leaves:
+        for each run of windows sharing them, every return's bin is computed once (as
+        `np.histogram` computes it) and the counts slide the same way. The lag-1 autocorrelation
+        comes from the windows' returns side by side. Windows shorter than the window length
+        are computed as `analyze` does. Only closes up to `t` enter the finding at `t`.
+        """
+        import numpy as np
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        cfg = self.config
+        size = min(cfg.window, lookback)
+        n = size - 1
+        kinds = math.factorial(cfg.order)
+        span = (cfg.order - 1) * cfg.delay + 1
+        close, starts, problems = batch_windows(history, ends, lookback, cfg.window, 3, cfg)
+        with np.errstate(all="ignore"):
+            returns = np.diff(np.log(np.where(close > 0, close, 1.0)))
+        stops = [int(t) + 1 for t in ends]
+        out: list = list(problems)
+        valid = [i for i, p in enumerate(problems) if p is None]
+        for i in valid:
+            count = stops[i] - int(starts[i]) - 1
+            shortage = self._shortage(count)
+            if shortage is not None:
+                out[i] = shortage
+            elif count != n:
+                window = returns[int(starts[i]):stops[i] - 1]
+                rho, rho_z = lag1_autocorrelation(window)
+                out[i] = self._finding(count, float(permutation_entropy(window, cfg.order, cfg.delay)), rho, rho_z,
+                                       histogram_entropy(window, cfg.histogram_bins), count + 1)
+        full = [i for i in valid if out[i] is None]
+        per_chunk = max(1, min(2_000_000 // kinds, 2_000_000 // n, 2_000_000 // cfg.histogram_bins))
+        for begin in range(0, len(full), per_chunk):
+            lanes = full[begin:begin + per_chunk]
+            lo, hi = int(starts[lanes[0]]), stops[lanes[-1]] - 1
+            first = starts[lanes] - lo
+            chunk = returns[lo:hi]
+            counts = _window_counts(ordinal_codes(chunk, cfg.order, cfg.delay), first, first + (n - span + 1), kinds)
+            p = counts / (n - span + 1)
+            safe = np.where(p > 0, p, 1.0)
+            entropy = -(p * np.log(safe)).sum(axis=-1) / math.log(kinds)
+            windows = sliding_window_view(chunk, n)[first]
+            x = windows - windows.mean(axis=1)[:, None]
+            head, tail = x[:, :-1], x[:, 1:]
+            cross = np.einsum("ij,ij->i", head, tail)
+            denominator = np.einsum("ij,ij->i", x, x)
+            robust = np.sqrt(np.einsum("ij,ij->i", head * head, tail * tail))
+            histogram = np.empty(len(lanes))
+            low, high = windows.min(axis=1), windows.max(axis=1)
+            edges_change = np.flatnonzero((low[1:] != low[:-1]) | (high[1:] != high[:-1])) + 1
+            for a, b in zip(np.concatenate([[0], edges_change]).tolist(), np.concatenate([edges_change, [len(lanes)]]).tolist()):
+                base = int(first[a])
+                bins = _histogram_bins(chunk[base:int(first[b - 1]) + n], float(low[a]), float(high[a]), cfg.histogram_bins)
+                hist = _window_counts(bins, first[a:b] - base, first[a:b] - base + n, cfg.histogram_bins)
+                share = hist / n
+                with np.errstate(all="ignore"):
+                    terms = np.where(hist > 0, share * np.log(np.where(hist > 0, share, 1.0)), 0.0)
+                histogram[a:b] = -terms.sum(axis=1) / math.log(cfg.histogram_bins)
+            for lane, i in enumerate(lanes):
+                c, d, q = float(cross[lane]), float(denominator[lane]), float(robust[lane])
+                out[i] = self._finding(n, float(entropy[lane]), c / d if d > 0 else 0.0, c / q if q > 0 else 0.0,
+                                       float(histogram[lane]), size)
+        return out
 
     def prompt_section(self, result: TheoryResult) -> str | None:
         if not result.ok:
@@ -204,3 +289,36 @@ class ShannonEntropy(Theory):
 @hookimpl
 def register_theories(register):
     register(ShannonEntropy)
+
+
+def _window_counts(codes: "np.ndarray", first: "np.ndarray", last: "np.ndarray", kinds: int) -> "np.ndarray":
+    """Counts (windows, kinds) of the codes in codes[first[j]:last[j]], for non-decreasing `first` and `last`.
+
+    Each row is the previous one plus the codes entering and minus those leaving.
+    """
+    import numpy as np
+
+    rows = first.shape[0]
+    enter_from = np.concatenate([[first[0]], last[:-1]])
+    leave_from, leave_to = np.concatenate([[first[0]], first[:-1]]), first
+
+    def spread(begin: "np.ndarray", end: "np.ndarray") -> "np.ndarray":
+        lengths = end - begin
+        row = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+        offset = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return np.bincount(row * kinds + codes[np.repeat(begin, lengths) + offset], minlength=rows * kinds)
+
+    delta = spread(enter_from, last) - spread(leave_from, leave_to)
+    return np.cumsum(delta.reshape(rows, kinds), axis=0)
+
+
+def _histogram_bins(values: "np.ndarray", low: float, high: float, bins: int) -> "np.ndarray":
+    """The bin of each value in `np.histogram(..., bins)` of data spanning low..high (its equal-bins rule)."""
+    import numpy as np
+
+    edges = np.linspace(low, high, bins + 1, endpoint=True)
+    indices = (((values - low) / (high - low)) * bins).astype(np.intp)
+    indices[indices == bins] -= 1
+    indices[values < edges[indices]] -= 1
+    indices[(values >= edges[indices + 1]) & (indices != bins - 1)] += 1
+    return indices
