@@ -24,7 +24,7 @@ from v7 import (
 class ReplayConfig(PluginConfig):
     # Where a replay starts and how it steps do not change the signal for a bar; `resume` must find
     # the bars an earlier run stored without it.
-    transport_fields = frozenset({"start", "step", "resume"})
+    transport_fields = frozenset({"start", "step", "resume", "cache"})
 
     path: Path | None = Field(
         default=None, description="A candle CSV file, or a folder of <SYMBOL>.csv files; default: the bundled data"
@@ -33,6 +33,11 @@ class ReplayConfig(PluginConfig):
         default=None, description="First bar to emit (UTC); default: the first bar with a full lookback behind it"
     )
     step: int = Field(default=1, ge=1, description="Bars to advance per iteration")
+    cache: str = Field(
+        default=".v7-cache/candles",
+        description="Folder where each CSV, once validated, is kept as memory-mapped arrays (relative to the working "
+        "directory): a replay of many symbols then holds in memory only the candles its windows touch; \"\" = off",
+    )
     resume: bool = Field(
         default=False,
         description="Start each symbol after the last bar already stored for this config (read back from the first "
@@ -96,7 +101,12 @@ class ReplayFeed(Feed):
     def _load(self, symbol: str, granularity: str) -> CandleSeries:
         if symbol not in self._history:
             path = self._source_file(symbol)
-            history = read_candles_csv(path, symbol, granularity)
+            if self.config.cache:
+                from .replay_cache import load as load_cached
+
+                history = load_cached(path, symbol, granularity, Path(self.config.cache))
+            else:
+                history = read_candles_csv(path, symbol, granularity)
             if len(history) == 0:  # a header-only or all-invalid file: the message `v7 analyze` gives
                 raise CandleDataError(f"{path}: no valid candles")
             check_spacing(history, granularity, str(path))
