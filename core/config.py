@@ -40,6 +40,7 @@ SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$",
 # Engine settings that say which symbols run and how fast, not what a signal is: out of the config hash.
 ENGINE_TRANSPORT_FIELDS = frozenset({
     "symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds", "context_timeout_seconds", "iteration_timeout_seconds",
+    "executor", "dask_address", "dask_workers",
 })
 
 
@@ -70,6 +71,11 @@ class EngineConfig(BaseModel):
         description="an iteration's deadline: symbols still running then are stored when done and skipped until they are; "
         "None = interval_seconds when a feed is live, no deadline for replays",
     )
+    executor: Literal["local", "dask"] = Field(default="local", description="where symbols are evaluated: this machine, or a Dask cluster (docs/scaling.md)")
+    dask_address: str | None = Field(
+        default=None, pattern=r"^(tcp|tls|ws|wss|ucx)://[^\s/:]+:\d+$", description="scheduler of a running Dask cluster; None = start a LocalCluster",
+    )
+    dask_workers: int | None = Field(default=None, ge=1, le=256, description="worker processes of the LocalCluster; None = the available cores")
 
     @field_validator("symbols")
     @classmethod
@@ -80,6 +86,12 @@ class EngineConfig(BaseModel):
         if len(set(symbols)) != len(symbols):
             raise ValueError("symbols must not repeat")
         return symbols
+
+    @model_validator(mode="after")
+    def _dask_settings(self) -> "EngineConfig":
+        if self.executor != "dask" and (self.dask_address is not None or self.dask_workers is not None):
+            raise ValueError('dask_address and dask_workers need executor = "dask"')
+        return self
 
     @property
     def granularity_seconds(self) -> int:

@@ -32,6 +32,29 @@ class IterationReport:
     ended: list[str] = dataclasses.field(default_factory=list)  # symbols at the end of their replay
 
 
+class LocalEvaluator:
+    """Where symbols are evaluated by default: each on the symbol pool of this process.
+
+    The scheduler hands an evaluator each batch of symbols ready together and gets a future per
+    symbol; `[engine] executor = "dask"` swaps in core/distributed.py's `DaskEvaluator`.
+    """
+
+    def __init__(self, pipeline: "Pipeline", pool: ThreadPoolExecutor) -> None:
+        self.pipeline, self.pool = pipeline, pool
+
+    def evaluate(self, items: list[tuple[str, "Fetched"]]) -> list[tuple[Future, str]]:
+        return [(self.pool.submit(self.pipeline.evaluate, symbol, fetched), symbol) for symbol, fetched in items]
+
+    def close(self) -> None:
+        pass
+
+
+def _dask_evaluator(pipeline: "Pipeline") -> "LocalEvaluator":
+    from .distributed import DaskEvaluator  # Dask is imported only when asked for
+
+    return DaskEvaluator(pipeline)  # type: ignore[return-value] - the same three methods
+
+
 class Scheduler:
     """Pools and in-flight work of a run; `iterate()` runs one iteration, `drain()` waits for the rest."""
 
@@ -42,6 +65,8 @@ class Scheduler:
         self.fetchers = ThreadPoolExecutor(max_workers=min(engine.fetch_workers, len(symbols)), thread_name_prefix="fetch")
         self.workers = ThreadPoolExecutor(max_workers=min(engine.symbol_workers, len(symbols)), thread_name_prefix="symbol")
         self.context_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context")
+        self.evaluator = LocalEvaluator(pipeline, self.workers) if engine.executor != "dask" else _dask_evaluator(pipeline)
+        self.ready: list[tuple[str, "Fetched"]] = []  # handed to the evaluator together
         self.context: Future[Contexts] | None = None
         self.fetching: dict[Future, str] = {}
         self.evaluating: dict[Future, str] = {}
@@ -85,6 +110,7 @@ class Scheduler:
             done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 self._finish(future, report)
+            self._flush()
         return report
 
     def drain(self) -> None:
@@ -100,10 +126,12 @@ class Scheduler:
                 self._release_waiting(report, give_up=True)
             for future in done:
                 self._finish(future, report)
+            self._flush()
 
     def close(self) -> None:
         for pool in (self.fetchers, self.workers):
             pool.shutdown(wait=True)
+        self.evaluator.close()
         self.context_pool.shutdown(wait=False, cancel_futures=True)  # a hung context call must not hold the stop
 
     # -- steps --------------------------------------------------------------------------------
@@ -140,12 +168,18 @@ class Scheduler:
         for symbol, fetched in list(self.waiting.items()):
             del self.waiting[symbol]
             self._evaluate(symbol, fetched, report, give_up=give_up)
+        self._flush()
 
     def _evaluate(self, symbol: str, fetched: "Fetched", report: IterationReport, give_up: bool = False) -> None:
         report.evaluated += 1
         if self.pipeline.config.context_feeds:
             fetched = dataclasses.replace(fetched, **self._context_for(symbol, give_up))
-        self.evaluating[self.workers.submit(self.pipeline.evaluate, symbol, fetched)] = symbol
+        self.ready.append((symbol, fetched))
+
+    def _flush(self) -> None:
+        if self.ready:
+            self.evaluating.update(self.evaluator.evaluate(self.ready))
+            self.ready = []
 
     def _context_for(self, symbol: str, give_up: bool) -> dict:
         timeout = self.pipeline.config.engine.context_timeout_seconds

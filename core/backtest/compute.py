@@ -216,9 +216,12 @@ def _worker_init() -> None:
     state["pipeline"] = Pipeline.build(state["config"], state["registry"], kinds=kinds)
 
 
-def _worker_chunk(symbol: str, indices: list[int]) -> tuple[list[Any], Fresh]:
-    """Signals (or theory results, with an LLM synthesizer) of a chunk, and the results computed for the store."""
-    state = _FORK_STATE
+def _worker_chunk(symbol: str, indices: list[int], state: dict[str, Any] | None = None) -> tuple[list[Any], Fresh]:
+    """Signals (or theory results, with an LLM synthesizer) of a chunk, and the results computed for the store.
+
+    `state` is a Dask worker's copy of what forked workers inherit in `_FORK_STATE` (core/distributed.py).
+    """
+    state = _FORK_STATE if state is None else state
     history = state["histories"][symbol]
     known = state["known"].get(symbol)
     fresh: Fresh = []
@@ -285,7 +288,8 @@ def _compute(
     lookback = pipeline.config.engine.lookback
     total = sum(len(v) for v in plan.values())
     out: dict[str, list[BarSignal]] = {symbol: [] for symbol in plan}
-    if workers <= 1 or to_compute < 4 * workers or "fork" not in multiprocessing.get_all_start_methods():
+    dask = pipeline.config.engine.executor == "dask" and to_compute > 0  # the (symbol, chunk) tasks on the cluster
+    if not dask and (workers <= 1 or to_compute < 4 * workers or "fork" not in multiprocessing.get_all_start_methods()):
         limit_threads(1)  # one BLAS thread per process: measured 2x less CPU per bar than two spinning threads
         for symbol, indices in plan.items():
             for chunk in chunked(indices, 25):
@@ -305,7 +309,14 @@ def _compute(
     _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known)
     context = multiprocessing.get_context("fork")
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+        if dask:
+            from ..distributed import ChunkPool
+
+            executor: Any = ChunkPool(pipeline, {k: v for k, v in _FORK_STATE.items() if k != "registry"})
+            workers = executor.size
+        else:
+            executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        with executor as pool:
             futures = [(symbol, chunk, pool.submit(_worker_chunk, symbol, chunk)) for symbol, chunk in tasks]
             try:
                 for symbol, chunk, future in futures:
