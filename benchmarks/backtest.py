@@ -1,11 +1,15 @@
-"""Times a backtest of 10,000 hourly BTC-USD bars with the five theories and the consensus synthesizer.
+"""Times a 10,000-bar backtest of BTC-USD (five theories, consensus) against the theories' own time.
 
-Runs the repository's config.toml (lookback 1000) through `run_backtest` with every available core,
-then a serial baseline over the first `--baseline-bars` of the same bars, and prints bars/s, total
-seconds, the speed-up over serial and the mean time each theory took per bar. The load average is
-printed too: other processes on the machine slow every number here.
+Three measurements in the same process, so a busy machine slows them alike:
 
-Usage: python benchmarks/backtest.py [--bars 10000] [--workers 0] [--baseline-bars 1000]
+1. the theories alone: each theory over the same bars through its batch path (`analyze_batch`,
+   or `analyze` bar by bar without one), one process: the baseline;
+2. the whole backtest serially (`workers = 1`): its wall time minus the theories' gives the cost per
+   bar outside the theories (windows, results, synthesizer, scoring); target ≤ 0.3 ms;
+3. the whole backtest with one worker process per core: target ≤ 4 s on 2 idle cores.
+
+The feature store is off, so every theory really runs. Usage:
+python benchmarks/backtest.py [--bars 10000] [--workers 0] [--symbol BTC-USD]
 """
 
 from __future__ import annotations
@@ -23,57 +27,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=10_000, help="signal bars (the last N of the bundled history)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes; 0 = one per available core")
-    parser.add_argument("--baseline-bars", type=int, default=1000, help="bars of the serial baseline (0 = skip it)")
     parser.add_argument("--symbol", default="BTC-USD")
     args = parser.parse_args()
 
     from v7.core.backtest import available_cores, load_history, resolve_settings, run_backtest
+    from v7.core.batch_runner import run_theory_batch
     from v7.core.config import load_config
+    from v7.core.engine import Pipeline, limit_threads
     from v7.core.logs import configure_logging
     from v7.core.registry import load_registry
 
     configure_logging("warning")
+    limit_threads(1)
     registry = load_registry()
     config = load_config(REPO / "config.toml", registry)
     history = load_history(config, registry, args.symbol, None, None)
+    lookback = config.engine.lookback
     workers = args.workers or available_cores()
-    print(
-        f"{args.symbol}: {len(history):,} hourly candles; backtesting the last {args.bars:,} bars, lookback {config.engine.lookback}, "
-        f"theories {', '.join(config.enabled['theory'])}, synthesizer {config.synthesizer}; {workers} worker(s) on "
-        f"{available_cores()} core(s); load average before: {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    print(f"{args.symbol}: last {args.bars:,} of {len(history):,} hourly candles, lookback {lookback}, theories "
+          f"{', '.join(config.enabled['theory'])}, {config.synthesizer}; {workers} worker(s); load {os.getloadavg()[0]:.2f}", flush=True)
 
-    def timed(bars: int, n_workers: int) -> tuple[float, float, object]:
-        settings = resolve_settings(config, workers=n_workers, step=1)
-        cpu = time.process_time()
-        children = os.times().children_user + os.times().children_system
-        started = time.perf_counter()
-        run = run_backtest(config, registry, settings=settings, symbols=[args.symbol], bars=bars, histories={args.symbol: history})
-        wall = time.perf_counter() - started
-        cpu_used = (time.process_time() - cpu) + (os.times().children_user + os.times().children_system - children)
-        return wall, cpu_used, run
+    ends = list(range(len(history) - args.bars, len(history)))
+    theories = Pipeline.build(config, registry, kinds=("theory",)).theories
+    started = time.perf_counter()
+    for theory in theories:
+        for chunk in range(0, len(ends), 200):  # the backtest's chunks
+            part = ends[chunk:chunk + 200]
+            run_theory_batch(theory, history, part, lookback, 60.0)
+    theories_s = time.perf_counter() - started
+    print(f"theories alone: {theories_s:.2f} s ({theories_s / args.bars * 1000:.3f} ms per bar)", flush=True)
 
-    wall, cpu, run = timed(args.bars, workers)
-    result = run.result
-    print(f"parallel: {result.bars:,} bars in {wall:.1f} s = {result.bars / wall:.1f} bars/s "
-          f"({cpu / result.bars * 1000:.1f} ms CPU per bar, {result.workers} worker(s))", flush=True)
-    print("theory ms per bar (wall, inside the workers): " + ", ".join(f"{k} {v:.2f}" for k, v in result.theory_ms.items()))
-    scores = result.symbols[0].scores
-    print(f"signals: BUY {scores.directions['BUY'].count:,}, SELL {scores.directions['SELL'].count:,}, HOLD {scores.directions['HOLD'].count:,}; "
-          f"strategy {scores.strategy.total_return:+.2%} vs buy-and-hold {scores.buy_and_hold.total_return:+.2%}")
-    if args.baseline_bars > 0:
-        base_bars = min(args.baseline_bars, args.bars)
-        serial_wall, serial_cpu, serial = timed(base_bars, 1)
-        serial_rate = serial.result.bars / serial_wall
-        print(f"serial baseline: {serial.result.bars:,} bars in {serial_wall:.1f} s = {serial_rate:.1f} bars/s "
-              f"({serial_cpu / serial.result.bars * 1000:.1f} ms CPU per bar); "
-              f"{args.bars:,} bars serially ≈ {args.bars / serial_rate:.0f} s")
-        print(f"speed-up: {result.bars / wall / serial_rate:.2f}× over serial")
-    verdict = "OK" if wall < 60 else "SLOWER than the 60 s target"
-    print(f"total: {wall:.1f} s for {result.bars:,} bars: {verdict}; load average after: {os.getloadavg()[0]:.2f}")
-    # Other processes inflate the wall time; CPU time per bar spread over the workers is what an idle machine would take.
-    print(f"idle-machine estimate: {cpu / result.workers:.0f} s ({cpu / result.bars * 1000:.1f} ms CPU per bar × {result.bars:,} bars / {result.workers} worker(s))")
+    def whole(n_workers: int) -> float:
+        settings = resolve_settings(config, workers=n_workers, step=1, feature_cache="")
+        began = time.perf_counter()
+        run_backtest(config, registry, settings=settings, symbols=[args.symbol], bars=args.bars, histories={args.symbol: history})
+        return time.perf_counter() - began
+
+    serial = whole(1)
+    outside = (serial - theories_s) / args.bars * 1000
+    print(f"backtest, 1 process: {serial:.2f} s = {serial / theories_s:.2f}× the theories; outside the theories "
+          f"{outside:.3f} ms per bar (target ≤ 0.3 ms: {'OK' if outside <= 0.3 else 'MISSED'})", flush=True)
+    parallel = whole(workers)
+    print(f"backtest, {workers} processes: {parallel:.2f} s ({serial / parallel:.2f}× the serial run); target ≤ 4 s on 2 idle cores: "
+          f"{'OK' if parallel <= 4 else 'MISSED'}; load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ wrong number of bars, the bars are computed one by one instead, and the log says
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from typing import Any, Sequence
 
@@ -20,7 +19,7 @@ from .components import InsufficientData, Theory
 from .errors import one_line
 from .logs import get_logger
 from .models import CandleSeries, TheoryFinding, TheoryResult
-from .theory_runner import run_theory
+from .theory_runner import run_theory, theory_worker
 
 
 def window_of(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
@@ -55,17 +54,21 @@ def run_theory_batch(theory: Theory, history: CandleSeries, ends: Sequence[int],
 
 
 def _call(theory: Theory, history: CandleSeries, ends: list[int], lookback: int, timeout: float) -> tuple[list[Any], str | None, float]:
-    """The batch call in a daemon thread, so a hang past `timeout` is abandoned, not waited for."""
+    """The batch call on the theory's worker thread (the one `run_theory` uses), so a hang past
+    `timeout` is abandoned, not waited for, and no thread is started per call."""
     outcome: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
-    def target() -> None:
+    def target() -> tuple[str, Any]:
         try:
-            outcome.put(("ok", theory.analyze_batch(history, ends, lookback)))
+            return ("ok", theory.analyze_batch(history, ends, lookback))
         except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything
-            outcome.put(("error", f"{type(exc).__name__}: {exc}"))
+            return ("error", f"{type(exc).__name__}: {exc}")
 
     started = time.perf_counter()
-    threading.Thread(target=target, name=f"theory-batch-{theory.name}", daemon=True).start()
+    worker = theory_worker(theory)
+    if worker.busy.is_set():
+        return [], "its previous call timed out and is still running", 0.0
+    worker.submit(target, outcome)
     try:
         status, value = outcome.get(timeout=timeout)
     except queue.Empty:

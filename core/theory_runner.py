@@ -68,7 +68,8 @@ class _TheoryWorker:
 _workers = threading.local()
 
 
-def _worker_for(theory: Theory) -> _TheoryWorker:
+def theory_worker(theory: Theory) -> _TheoryWorker:
+    """This thread's worker for `theory` (run_theory and the batch runner share it)."""
     workers = _workers.__dict__.setdefault("by_theory", weakref.WeakKeyDictionary())
     worker = workers.get(theory)
     if worker is None:
@@ -98,7 +99,7 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
             return ("error", f"{type(exc).__name__}: {exc}")
 
     started = time.perf_counter()
-    worker = _worker_for(theory)
+    worker = theory_worker(theory)
     if worker.busy.is_set():
         message = "its previous call timed out and is still running"
         return TheoryResult(**base, status="error", message=message, interpretation=message)

@@ -240,6 +240,21 @@ def chunked(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
+CHUNK_BARS = 200  # history bars per chunk of work
+
+
+def bar_chunks(indices: list[int], bars: int = CHUNK_BARS) -> list[list[int]]:
+    """Signal bars grouped by `t // bars`: the same chunks in one process, in workers or on a cluster,
+    so a batch path answers the same bars together whatever the executor (equal results, to the bit)."""
+    out: list[list[int]] = []
+    for t in indices:
+        if out and out[-1][-1] // bars == t // bars:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
 def compute_signals(
     pipeline: "Pipeline",
     histories: dict[str, CandleSeries],
@@ -286,13 +301,12 @@ def _compute(
     from ..engine import limit_threads
 
     lookback = pipeline.config.engine.lookback
-    total = sum(len(v) for v in plan.values())
     out: dict[str, list[BarSignal]] = {symbol: [] for symbol in plan}
     dask = pipeline.config.engine.executor == "dask" and to_compute > 0  # the (symbol, chunk) tasks on the cluster
     if not dask and (workers <= 1 or to_compute < 4 * workers or "fork" not in multiprocessing.get_all_start_methods()):
         limit_threads(1)  # one BLAS thread per process: measured 2x less CPU per bar than two spinning threads
         for symbol, indices in plan.items():
-            for chunk in chunked(indices, 25):
+            for chunk in bar_chunks(indices):
                 fresh: Fresh = []
                 out[symbol].extend(signals_for(pipeline, histories[symbol], chunk, lookback, known.get(symbol), fresh))
                 keep(symbol, fresh)
@@ -303,8 +317,7 @@ def _compute(
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    size = max(5, min(200, total // (workers * 10) or 5))
-    tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in chunked(indices, size)]
+    tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in bar_chunks(indices)]
     _FORK_STATE.clear()
     _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known)
     context = multiprocessing.get_context("fork")

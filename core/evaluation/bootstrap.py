@@ -119,6 +119,38 @@ def block_resample_indices(n: int, block: int, resamples: int, seed: int) -> "np
     return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n), dtype=np.int64)
 
 
+def block_sums(values: "np.ndarray", block: int, resamples: int, seed: int) -> "np.ndarray":
+    """Σ of each row of `values` (k quantities × m observations) over every moving-block resample: (resamples, k).
+
+    The same resamples as `index_chunks(m, block, resamples, seed)`, summed from prefix sums: each
+    block costs one subtraction instead of `block` additions, so a ratio or a correlation of sums
+    over 2,000 resamples of 10,000 signals takes milliseconds. Blocks wrap around the end, the last
+    one is cut so every resample holds exactly m observations.
+    """
+    import numpy as np
+
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    k, m = values.shape
+    if m == 0:
+        return np.zeros((resamples, k))
+    block = max(1, min(int(block), m))
+    blocks = math.ceil(m / block)
+    lengths = np.full(blocks, block, dtype=np.int64)
+    lengths[-1] = m - (blocks - 1) * block
+    prefix = np.zeros((k, 2 * m + 1))
+    np.cumsum(np.concatenate([values, values], axis=1), axis=1, out=prefix[:, 1:])
+    rng = np.random.default_rng(seed)
+    rows = max(1, min(CHUNK, 4_000_000 // max(k * blocks, 1)))
+    out = np.empty((resamples, k))
+    done = 0
+    while done < resamples:
+        count = min(rows, resamples - done)
+        starts = rng.integers(0, m, size=(count, blocks), dtype=np.int64)  # the draws of index_chunks, in order
+        out[done:done + count] = (prefix[:, starts + lengths] - prefix[:, starts]).sum(axis=2).T
+        done += count
+    return out
+
+
 def calendar_chunks(calendar: "np.ndarray", block: int, resamples: int, seed: int) -> Iterator["np.ndarray"]:
     """One resample at a time: moving blocks over the sorted distinct times, every observation of a drawn time."""
     import numpy as np

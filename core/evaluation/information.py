@@ -8,9 +8,9 @@ intervals are block-bootstrap intervals over the whole scored sequence (see `boo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .bootstrap import CHUNK, Interval, calendar_chunks, index_chunks, method_text, percentile_interval
+from .bootstrap import Interval, block_sums, method_text, percentile_interval
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DIRECTIONS = ("BUY", "SELL")
 MIN_PAIRS = 10
 MIN_BLOCKS = 5  # fewer blocks than this and resamples are mostly rotations of the same data: no interval
-CELLS_PER_CHUNK = 1_000_000  # resamples × observations held at once in rank_ic (8 MB per float array)
 
 
 def scored(direction: Sequence[Any] | "np.ndarray", forward: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
@@ -47,21 +46,20 @@ def _ratio(numerator: "np.ndarray", denominator: "np.ndarray") -> "np.ndarray":
         return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
 
 
-def _chunk(n: int) -> int:
-    """Resamples per chunk, so that a chunk holds at most CELLS_PER_CHUNK indices (the draws do not depend on it)."""
-    return max(1, min(CHUNK, CELLS_PER_CHUNK // max(n, 1)))
-
-
-def _resampled(n: int, block: int, resamples: int, seed: int, statistic: Callable[["np.ndarray"], "np.ndarray"]) -> "np.ndarray":
-    """The statistic of each moving-block resample; `statistic` maps an index chunk to one value per row.
-
-    Chunks are small enough to keep memory under ~100 MB at n = 100,000."""
+def _resampled_sums(quantities: list["np.ndarray"], block: int, resamples: int, seed: int) -> "np.ndarray | None":
+    """Each quantity's sum over every moving-block resample, (resamples, k); None below MIN_BLOCKS blocks."""
     import numpy as np
 
+    n = quantities[0].shape[0]
     if n == 0 or n < MIN_BLOCKS * block:
-        return np.full(resamples, np.nan)
-    parts = [statistic(idx) for idx in index_chunks(n, block, resamples, seed, chunk=_chunk(n))]
-    return np.concatenate(parts) if parts else np.zeros(0)
+        return None
+    return block_sums(np.stack([np.asarray(q, dtype=np.float64) for q in quantities]), block, resamples, seed)
+
+
+def _nan(resamples: int) -> "np.ndarray":
+    import numpy as np
+
+    return np.full(resamples, np.nan)
 
 
 def hit_rate(direction, forward, which: str, block: int, resamples: int, seed: int) -> Interval:
@@ -70,8 +68,8 @@ def hit_rate(direction, forward, which: str, block: int, resamples: int, seed: i
     chosen, good = d == which, success(f, which)
     count = int(chosen.sum())
     value = float(good[chosen].mean()) if count else None
-    estimates = _resampled(d.shape[0], block, resamples, seed,
-                           lambda idx: _ratio((chosen[idx] & good[idx]).sum(1), chosen[idx].sum(1)))
+    sums = _resampled_sums([chosen, chosen & good], block, resamples, seed)
+    estimates = _nan(resamples) if sums is None else _ratio(sums[:, 1], sums[:, 0])
     return percentile_interval(estimates, value, count, method_text(block, resamples, seed))
 
 
@@ -90,12 +88,9 @@ def edge(direction, forward, which: str, block: int, resamples: int, seed: int) 
     chosen, good = d == which, success(f, which)
     count = int(chosen.sum())
     value = float(good[chosen].mean() - good.mean()) if count else None
-
-    def statistic(idx: "np.ndarray") -> "np.ndarray":
-        picked, hits = chosen[idx], good[idx]
-        return _ratio((picked & hits).sum(1), picked.sum(1)) - hits.mean(1)
-
-    estimates = _resampled(d.shape[0], block, resamples, seed, statistic)
+    sums = _resampled_sums([chosen, chosen & good, good], block, resamples, seed)
+    # Every resample holds exactly n observations, so the base rate of a resample is Σ good / n.
+    estimates = _nan(resamples) if sums is None else _ratio(sums[:, 1], sums[:, 0]) - sums[:, 2] / d.shape[0]
     return percentile_interval(estimates, value, count, method_text(block, resamples, seed))
 
 
@@ -109,9 +104,8 @@ def mean_return(direction, forward, which: str, block: int, resamples: int, seed
     chosen = d == which
     count = int(chosen.sum())
     value = float(f[chosen].mean()) if count else None
-    masked = np.where(chosen, f, 0.0)
-    estimates = _resampled(d.shape[0], block, resamples, seed,
-                           lambda idx: _ratio(masked[idx].sum(1), chosen[idx].sum(1)))
+    sums = _resampled_sums([chosen, np.where(chosen, f, 0.0)], block, resamples, seed)
+    estimates = _nan(resamples) if sums is None else _ratio(sums[:, 1], sums[:, 0])
     return percentile_interval(estimates, value, count, method_text(block, resamples, seed))
 
 
@@ -143,15 +137,15 @@ def _centred_ranks(x: "np.ndarray") -> "np.ndarray":
     return r - r.mean()
 
 
-def _row_correlation(a: "np.ndarray", b: "np.ndarray") -> "np.ndarray":
-    """Pearson correlation of each row of a with the same row of b (NaN for a constant row)."""
+def _correlation_of_sums(sums: "np.ndarray", count: "np.ndarray") -> "np.ndarray":
+    """Pearson correlation from Σx, Σy, Σx², Σy², Σxy over each resample of `count` observations."""
     import numpy as np
 
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
-    denominator = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
+    sx, sy, sxx, syy, sxy = sums.T
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=-1) / np.where(denominator > 0, denominator, 1.0), np.nan)
+        cov = sxy - sx * sy / count
+        vx, vy = sxx - sx * sx / count, syy - sy * sy / count
+        return np.where((vx > 0) & (vy > 0), cov / np.sqrt(np.maximum(vx * vy, 1e-300)), np.nan)
 
 
 def rank_ic(score: "np.ndarray", forward: "np.ndarray", block: int, resamples: int, seed: int) -> Interval:
@@ -172,8 +166,8 @@ def rank_ic(score: "np.ndarray", forward: "np.ndarray", block: int, resamples: i
     if n < MIN_BLOCKS * block:
         return Interval(value=value, low=None, high=None, n=n, method=f"{method}: too few signals for {MIN_BLOCKS} blocks")
     rs, rf = _centred_ranks(s), _centred_ranks(f)
-    parts = [_row_correlation(rs[idx], rf[idx]) for idx in index_chunks(n, block, resamples, seed, chunk=_chunk(n))]
-    return percentile_interval(np.concatenate(parts), value, n, method)
+    sums = block_sums(np.stack([rs, rf, rs * rs, rf * rf, rs * rf]), block, resamples, seed)
+    return percentile_interval(_correlation_of_sums(sums, np.full(resamples, float(n))), value, n, method)
 
 
 def pooled_rank_ic(score, forward, calendar: "np.ndarray", block: int, resamples: int, seed: int) -> Interval:
@@ -197,7 +191,13 @@ def pooled_rank_ic(score, forward, calendar: "np.ndarray", block: int, resamples
     if np.unique(times).shape[0] < MIN_BLOCKS * block:
         return Interval(value=value, low=None, high=None, n=n, method=f"{method}: too few bar times for {MIN_BLOCKS} blocks")
     rs, rf = _centred_ranks(s), _centred_ranks(f)
-    estimates = np.array([_row_correlation(rs[idx], rf[idx]) for idx in calendar_chunks(times, block, resamples, seed)])
+    # Every observation of a drawn time comes along: sum the quantities per time, then resample times by blocks.
+    unique, inverse = np.unique(times, return_inverse=True)
+    per_time = np.zeros((6, unique.shape[0]))
+    for row, values in enumerate((np.ones_like(rs), rs, rf, rs * rs, rf * rf, rs * rf)):
+        np.add.at(per_time[row], inverse, values)
+    sums = block_sums(per_time, block, resamples, seed)
+    estimates = _correlation_of_sums(sums[:, 1:], sums[:, 0])
     return percentile_interval(estimates, value, n, method)
 
 
