@@ -50,9 +50,10 @@ def main() -> None:
     ends = list(range(len(history) - args.bars, len(history)))
     theories = Pipeline.build(config, registry, kinds=("theory",)).theories
     started = time.perf_counter()
+    from v7.core.backtest.compute import bar_chunks
+
     for theory in theories:
-        for chunk in range(0, len(ends), 200):  # the backtest's chunks
-            part = ends[chunk:chunk + 200]
+        for part in bar_chunks(ends):  # the backtest's chunks
             run_theory_batch(theory, history, part, lookback, 60.0)
     theories_s = time.perf_counter() - started
     print(f"theories alone: {theories_s:.2f} s ({theories_s / args.bars * 1000:.3f} ms per bar)", flush=True)

@@ -58,7 +58,12 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
             return values.to_numpy(dtype="float64")
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
 
-    stamps = _to_unix_seconds(frame["timestamp"]).to_numpy(dtype="float64")
+    raw = frame["timestamp"]
+    if raw.dtype.kind in "iuf" and not raw.isna().any():  # numbers already: no pandas conversion
+        stamps = raw.to_numpy(dtype="float64")
+        stamps = np.where(stamps < 1e11, stamps, stamps // 1000)  # milliseconds, a common slip
+    else:
+        stamps = _to_unix_seconds(raw).to_numpy(dtype="float64")
     open_, high, low, close = (numbers(c) for c in ("open", "high", "low", "close"))
     volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
     alive = np.ones(len(frame), dtype=bool)
@@ -113,7 +118,9 @@ def read_candles_csv(path: str | Path, symbol: str, granularity: str = "1h") -> 
 
 
 def series_from_frame(frame: "pd.DataFrame", symbol: str = "UNKNOWN-USD", granularity: str = "1h") -> CandleSeries:
-    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
+    names = {c: str(c).strip().lower() for c in frame.columns}
+    if any(c != name for c, name in names.items()):
+        frame = frame.rename(columns=names)
     if "timestamp" not in frame.columns and frame.index.name and str(frame.index.name).lower() in ("timestamp", "time", "date"):
         frame = frame.reset_index().rename(columns={frame.index.name: "timestamp"})
     return validate_candles(frame, symbol, granularity, source="DataFrame")

@@ -240,7 +240,7 @@ def chunked(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
-CHUNK_BARS = 200  # history bars per chunk of work
+CHUNK_BARS = 1000  # history bars per chunk of work: batch paths amortise their per-call costs over it
 
 
 def bar_chunks(indices: list[int], bars: int = CHUNK_BARS) -> list[list[int]]:
