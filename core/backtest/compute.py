@@ -226,7 +226,9 @@ def _worker_chunk(symbol: str, indices: list[int], state: dict[str, Any] | None 
     known = state["known"].get(symbol)
     fresh: Fresh = []
     compute = signals_for if state["synthesize"] else theory_results_for
-    return compute(state["pipeline"], history, indices, state["lookback"], known, fresh), fresh
+    done = compute(state["pipeline"], history, indices, state["lookback"], known, fresh)
+    # Without a feature store nobody reads `fresh`: 100,000 bars of TheoryResults would be ~1 GB to ship back.
+    return done, fresh if state.get("store", True) else []
 
 
 def available_cores() -> int:
@@ -286,7 +288,7 @@ def compute_signals(
     names = {t.name for t in pipeline.theories}
     to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
     try:
-        return _compute(pipeline, histories, plan, workers, progress, known, keep, llm, to_compute)
+        return _compute(pipeline, histories, plan, workers, progress, known, keep, llm, to_compute, store=cache is not None)
     finally:
         if cache:
             cache.flush()
@@ -295,6 +297,7 @@ def compute_signals(
 def _compute(
     pipeline: "Pipeline", histories: dict[str, CandleSeries], plan: dict[str, list[int]], workers: int,
     progress: Callable[[str, int], None] | None, known: dict[str, Known], keep: Callable[[str, Fresh], None], llm: bool, to_compute: int,
+    store: bool = True,
 ) -> tuple[dict[str, list[BarSignal]], int]:
     import multiprocessing
 
@@ -319,7 +322,7 @@ def _compute(
 
     tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in bar_chunks(indices)]
     _FORK_STATE.clear()
-    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known)
+    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known, store=store)
     context = multiprocessing.get_context("fork")
     try:
         if dask:
@@ -332,8 +335,9 @@ def _compute(
         with executor as pool:
             futures = [(symbol, chunk, pool.submit(_worker_chunk, symbol, chunk)) for symbol, chunk in tasks]
             try:
-                for symbol, chunk, future in futures:
+                for position, (symbol, chunk, future) in enumerate(futures):
                     done, fresh = future.result()
+                    futures[position] = (symbol, chunk, None)  # its results are kept once, in `out`
                     keep(symbol, fresh)
                     if llm:
                         history = histories[symbol]
