@@ -71,7 +71,7 @@ def run_and_kill(folder: Path, config: str, rng: random.Random, deadline: float)
         except ValueError:  # a line cut by the kill: not counted, which only makes the check weaker
             continue
         stored.append((event["symbol"], utc_seconds(event["bar_time"])))
-    return {"phase": phase, "stored": stored, "exited": process.returncode}
+    return {"phase": phase, "stored": stored, "exited": process.returncode, "tail": lines[-5:]}
 
 
 def test_sigkill_at_random_moments_keeps_every_reported_signal(tmp_path):
@@ -121,7 +121,8 @@ def test_sigkill_at_random_moments_keeps_every_reported_signal(tmp_path):
 
     assert problems == []
     assert len(outcomes) >= MIN_KILLS
-    assert all(o["exited"] == -9 for o in outcomes), [o["exited"] for o in outcomes]
+    # A run that ended on its own says why in its last log lines.
+    assert all(o["exited"] == -9 for o in outcomes), [(o["exited"], o["tail"]) for o in outcomes if o["exited"] != -9]
     reported = {key for o in outcomes for key in o["stored"]}
     assert sum(1 for o in outcomes if o["phase"] == "writing" and o["stored"]) >= 5, "too few kills while writing"
 
