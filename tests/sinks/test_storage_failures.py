@@ -281,3 +281,30 @@ def test_the_write_errors_say_spooled_or_held(tmp_path, monkeypatch):
     sink.close()
     assert sink.unsaved() == []  # the database could be written at close
     assert prices(path) == [100.0, 101.0]
+
+
+def test_runs_starting_together_never_find_a_writable_spool_unwritable(tmp_path):
+    """Several `v7 run`s probe the same spool at start-up: one creating or removing it must not make another's probe fail."""
+    import threading
+
+    from v7.plugins.sinks.sqlite.identity import probe_writable
+
+    spool = tmp_path / "v7.db.spool.jsonl"
+    answers: list[str | None] = []
+
+    def probe() -> None:
+        for _ in range(300):
+            answers.append(probe_writable(spool))
+
+    def churn() -> None:  # another run's spool appearing and being emptied away
+        for _ in range(300):
+            spool.write_text("")
+            spool.unlink(missing_ok=True)
+
+    threads = [threading.Thread(target=probe) for _ in range(4)] + [threading.Thread(target=churn)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 1200 and set(answers) == {None}
+    assert not list(tmp_path.glob(".*probe*"))  # no probe file left behind

@@ -92,17 +92,26 @@ def set_aside_stale_wal(path: Path) -> Path | None:
 
 
 def probe_writable(spool: Path) -> str | None:
-    """None when a spool file can be appended at `spool` (created and removed again if it did not
-    exist); else why not."""
+    """None when a spool file can be appended at `spool`; else why not.
+
+    An existing spool must open for appending; otherwise a probe file of this process's own
+    (never the spool's name: another run may be creating or removing it right now) must be
+    creatable in its folder."""
+    import threading
+
     try:
         spool.parent.mkdir(parents=True, exist_ok=True)
-        if spool.exists():
+        try:
             fd = os.open(spool, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            pass
+        else:
             os.close(fd)
             return None
-        fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        probe = spool.with_name(f".{spool.name}.probe-{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
-        os.unlink(spool)
+        os.unlink(probe)
         return None
     except OSError as exc:
         return exc.strerror or type(exc).__name__
