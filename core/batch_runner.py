@@ -13,13 +13,10 @@ import queue
 import time
 from typing import Any, Sequence
 
-from pydantic import ValidationError
-
-from .components import InsufficientData, Theory
-from .errors import one_line
+from .components import Theory
 from .logs import get_logger
-from .models import CandleSeries, TheoryFinding, TheoryResult
-from .theory_runner import run_theory, theory_worker
+from .models import CandleSeries, TheoryResult
+from .theory_runner import finding_result, run_theory, theory_worker, too_few_candles
 
 
 def window_of(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
@@ -28,16 +25,12 @@ def window_of(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
 
 def run_theory_batch(theory: Theory, history: CandleSeries, ends: Sequence[int], lookback: int, timeout: float) -> list[TheoryResult]:
     """The result of `theory` at each bar of `ends` (ascending indices into `history`)."""
-    base = {"theory": theory.name, "version": str(theory.version)}
     results: dict[int, TheoryResult] = {}
     ready: list[int] = []
     for t in ends:
-        size = min(lookback, t + 1)
-        if size < theory.min_candles:
-            results[t] = TheoryResult(
-                **base, status="insufficient_data", message=f"needs {theory.min_candles} candles, got {size}",
-                interpretation=f"Not enough history: {size} of {theory.min_candles} candles.",
-            )
+        short = too_few_candles(theory, min(lookback, t + 1))
+        if short is not None:
+            results[t] = short
         else:
             ready.append(t)
     if ready:
@@ -49,7 +42,7 @@ def run_theory_batch(theory: Theory, history: CandleSeries, ends: Sequence[int],
         else:
             per_bar = elapsed_ms / len(ready)
             for t, answer in zip(ready, answers):
-                results[t] = _result(base, answer, per_bar)
+                results[t] = finding_result(theory, answer, per_bar, raised=isinstance(answer, BaseException))
     return [results[t] for t in ends]
 
 
@@ -80,18 +73,3 @@ def _call(theory: Theory, history: CandleSeries, ends: list[int], lookback: int,
         count = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
         return [], f"answered {count} findings for {len(ends)} bars", 0.0
     return list(value), None, elapsed_ms
-
-
-def _result(base: dict[str, str], answer: Any, elapsed_ms: float) -> TheoryResult:
-    if isinstance(answer, InsufficientData):
-        message = str(answer) or "insufficient data"
-        return TheoryResult(**base, status="insufficient_data", elapsed_ms=elapsed_ms, message=message, interpretation=message)
-    if isinstance(answer, BaseException):
-        message = f"{type(answer).__name__}: {answer}"
-        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
-    try:
-        finding = TheoryFinding.model_validate(answer.model_dump() if isinstance(answer, TheoryFinding) else answer)
-    except ValidationError as exc:
-        message = f"invalid output: {one_line(exc, limit=20)}"
-        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
-    return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())

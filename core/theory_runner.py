@@ -78,25 +78,48 @@ def theory_worker(theory: Theory) -> _TheoryWorker:
     return worker
 
 
+def too_few_candles(theory: Theory, count: int) -> TheoryResult | None:
+    """The `insufficient_data` result of a window of `count` candles below `min_candles`; None when enough."""
+    if count >= theory.min_candles:
+        return None
+    return TheoryResult(
+        theory=theory.name, version=str(theory.version), status="insufficient_data",
+        message=f"needs {theory.min_candles} candles, got {count}",
+        interpretation=f"Not enough history: {count} of {theory.min_candles} candles.",
+    )
+
+
+def finding_result(theory: Theory, finding: Any, elapsed_ms: float, raised: bool) -> TheoryResult:
+    """What `analyze` (or a batch path) answered for one bar, validated into its result: a finding
+    is `ok`; when `raised` (the exception `analyze` raised, or one a batch path answered for a bar),
+    an `InsufficientData` abstains and anything else is an error; invalid output is an error."""
+    base = {"theory": theory.name, "version": str(theory.version), "elapsed_ms": elapsed_ms}
+    if raised:
+        status = "insufficient_data" if isinstance(finding, InsufficientData) else "error"
+        message = (str(finding) or "insufficient data") if status == "insufficient_data" else f"{type(finding).__name__}: {finding}"
+        return TheoryResult(**base, status=status, message=message, interpretation=message)
+    try:
+        # Re-validated even when it is a TheoryFinding: a model can be mutated or built unchecked.
+        checked = TheoryFinding.model_validate(finding.model_dump() if isinstance(finding, TheoryFinding) else finding)
+    except ValidationError as exc:
+        message = f"invalid output: {one_line(exc, limit=20)}"
+        return TheoryResult(**base, status="error", message=message, interpretation=message)
+    return TheoryResult(**base, status="ok", **checked.model_dump())
+
+
 def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryResult:
     """Run one theory in isolation: an exception, a hang past `timeout` or invalid output becomes an error result."""
     base = {"theory": theory.name, "version": str(theory.version)}
-    if len(candles) < theory.min_candles:
-        return TheoryResult(
-            **base,
-            status="insufficient_data",
-            message=f"needs {theory.min_candles} candles, got {len(candles)}",
-            interpretation=f"Not enough history: {len(candles)} of {theory.min_candles} candles.",
-        )
-    outcome: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    short = too_few_candles(theory, len(candles))
+    if short is not None:
+        return short
+    outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
 
-    def target() -> tuple[str, Any]:
+    def target() -> tuple[bool, Any]:
         try:
-            return ("ok", theory.analyze(candles))
-        except InsufficientData as exc:
-            return ("insufficient_data", str(exc) or "insufficient data")
-        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything
-            return ("error", f"{type(exc).__name__}: {exc}")
+            return False, theory.analyze(candles)
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything; finding_result says what it means
+            return True, exc
 
     started = time.perf_counter()
     worker = theory_worker(theory)
@@ -105,19 +128,10 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
         return TheoryResult(**base, status="error", message=message, interpretation=message)
     worker.submit(target, outcome)
     try:
-        status, value = outcome.get(timeout=timeout)
+        raised, value = outcome.get(timeout=timeout)
     except queue.Empty:
         return TheoryResult(
             **base, status="error", elapsed_ms=(time.perf_counter() - started) * 1000,
             message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
         )
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    if status != "ok":
-        return TheoryResult(**base, status=status, elapsed_ms=elapsed_ms, message=value, interpretation=value)
-    try:
-        # Re-validated even when it is a TheoryFinding: a model can be mutated or built unchecked.
-        finding = TheoryFinding.model_validate(value.model_dump() if isinstance(value, TheoryFinding) else value)
-    except ValidationError as exc:
-        message = f"invalid output: {one_line(exc, limit=20)}"
-        return TheoryResult(**base, status="error", elapsed_ms=elapsed_ms, message=message, interpretation=message)
-    return TheoryResult(**base, status="ok", elapsed_ms=elapsed_ms, **finding.model_dump())
+    return finding_result(theory, value, (time.perf_counter() - started) * 1000, raised=raised)
