@@ -15,15 +15,9 @@ import resource
 import time
 from pathlib import Path
 
+from replay_symbols import memory_mb
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 def main() -> None:
@@ -57,7 +51,7 @@ def main() -> None:
     run = run_backtest(config, registry, settings=settings, symbols=["SIM-USD"], histories={"SIM-USD": history})
     wall = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    driver = peak_mb()
+    driver = memory_mb("VmHWM")
     print(f"{run.result.bars:,} bars in {wall:.0f} s with {run.result.workers} worker(s); verdict: {run.result.symbols[0].scores.verdict.text}")
     print(f"peak RSS: driver {driver:.0f} MB, largest worker {children:.0f} MB "
           f"(target < 1024 MB each: {'OK' if max(driver, children) < 1024 else 'MISSED'})")

@@ -17,17 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from replay_symbols import memory_mb, replay_pipeline
+
 FIVE = "hurst_exponent,shannon_entropy,markov_regime,kalman_filter,monte_carlo"
 BOUND_MB = 50.0
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def main() -> None:
@@ -39,27 +32,12 @@ def main() -> None:
     parser.add_argument("--lookback", type=int, default=1000)
     args = parser.parse_args()
 
-    from v7.core.config import validate_config
-    from v7.core.engine import Pipeline
     from v7.core.logs import configure_logging
-    from v7.core.registry import load_registry
 
     configure_logging("warning")
     work = Path(tempfile.mkdtemp(prefix="v7-memory-"))
     try:
-        candles = work / "candles"
-        candles.mkdir()
-        symbols = [f"S{i:03d}-USD" for i in range(args.symbols)]
-        for i, symbol in enumerate(symbols):
-            shutil.copy(REPO / "data" / "candles" / ("BTC-USD.csv" if i % 2 == 0 else "ETH-USD.csv"), candles / f"{symbol}.csv")
-        registry = load_registry()
-        raw = {
-            "engine": {"symbols": symbols, "lookback": args.lookback},
-            "feeds": {"enabled": ["replay"], "replay": {"path": str(candles)}},
-            "theories": {"enabled": args.theories.split(",")},
-            "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(work / "v7.db")}},
-        }
-        pipeline = Pipeline.build(validate_config(raw, registry), registry)
+        pipeline = replay_pipeline(work, args.symbols, args.lookback, args.theories.split(","), copy=True)
         iterations = -(-args.signals // args.symbols)
         samples: list[tuple[int, float]] = []
         count = 0
@@ -70,7 +48,7 @@ def main() -> None:
             count += 1
             if count == args.warmup or count % 5000 == 0 or count == iterations * args.symbols:
                 gc.collect()
-                samples.append((count, rss_mb()))
+                samples.append((count, memory_mb()))
                 print(f"{count:>8} signals  RSS {samples[-1][1]:8.1f} MB  ({time.perf_counter() - started:7.1f} s)", flush=True)
 
         outcome = pipeline.run(iterations=iterations, on_signal=sample)

@@ -16,15 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from replay_symbols import memory_mb, replay_pipeline
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):  # the peak resident size
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
@@ -34,27 +27,12 @@ def main() -> None:
     parser.add_argument("--lookback", type=int, default=1000)
     args = parser.parse_args()
 
-    from v7.core.config import validate_config
-    from v7.core.engine import Pipeline
     from v7.core.logs import configure_logging
-    from v7.core.registry import load_registry
 
     configure_logging("warning")
     work = Path(tempfile.mkdtemp(prefix="v7-many-"))
     try:
-        candles = work / "candles"
-        candles.mkdir()
-        symbols = [f"S{i:04d}-USD" for i in range(args.symbols)]
-        sources = [REPO / "data" / "candles" / name for name in ("BTC-USD.csv", "ETH-USD.csv")]
-        for i, symbol in enumerate(symbols):
-            (candles / f"{symbol}.csv").symlink_to(sources[i % 2])
-        registry = load_registry()
-        raw = {
-            "engine": {"symbols": symbols, "lookback": args.lookback},
-            "feeds": {"enabled": ["replay"], "replay": {"path": str(candles)}},
-            "sinks": {"enabled": ["sqlite"], "sqlite": {"path": str(work / "v7.db")}},
-        }
-        pipeline = Pipeline.build(validate_config(raw, registry), registry)
+        pipeline = replay_pipeline(work, args.symbols, args.lookback)
         marks: list[float] = [time.perf_counter()]
         seen = 0
 
@@ -70,7 +48,7 @@ def main() -> None:
         if not times:
             raise SystemExit("no iteration completed")
         steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else float("nan")
-        peak = rss_mb()
+        peak = memory_mb("VmHWM")
         print(f"{args.symbols} symbols: first iteration {times[0]:.1f} s (target ≤ 30 s: {'OK' if times[0] <= 30 else 'MISSED'}), "
               f"steady {steady:.2f} s (median of {len(times) - 1}; target ≤ 5 s: {'OK' if steady <= 5 else 'MISSED'})")
         print(f"peak RSS {peak:.0f} MB (target < 1024 MB: {'OK' if peak < 1024 else 'MISSED'}); iterations: "
