@@ -7,13 +7,14 @@ change stored signals.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime
 from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .components import NotSupported
-from .models import Signal
+from .models import Direction, Signal
 from .timefmt import format_utc
 
 
@@ -26,10 +27,13 @@ class SignalQuery(BaseModel):
         default=None, description="signals created at or after this time (UTC, compared at second precision, as stored)"
     )
     symbol: str | None = None
+    direction: Direction | None = None
 
     def matches(self, signal: Signal) -> bool:
         """Whether `signal` passes the filters: what a reader without a query language checks per signal."""
         if self.symbol and signal.symbol != self.symbol:
+            return False
+        if self.direction is not None and signal.direction != self.direction:
             return False
         if self.created_since is not None and format_utc(signal.created_at) < format_utc(self.created_since):
             return False
@@ -89,6 +93,19 @@ class SignalReader:
     def signals(self, query: SignalQuery | None = None, *, with_prompt: bool = False) -> Iterator[StoredSignal]:
         """Matching signals, in the order they were stored (increasing `id`), theory results included."""
         raise NotImplementedError
+
+    def latest(self, query: SignalQuery | None = None, limit: int = 20) -> list[StoredSignal]:
+        """The `limit` matching signals stored last, newest first (`v7 signals`, dashboards).
+
+        This default reads every signal once, keeping only the last `limit` (it re-checks the filters,
+        so a reader that ignores a newer one still answers right); a database overrides it with an
+        indexed query."""
+        query = query or SignalQuery()
+        kept: deque[StoredSignal] = deque(maxlen=max(limit, 0))
+        for signal in self.signals(query):
+            if query.matches(signal):
+                kept.append(signal)
+        return list(reversed(kept))
 
     def last_bar_times(self, config_hash: str, granularity: str) -> dict[str, datetime]:
         """The newest stored bar per symbol for this config: where a resumed replay starts.

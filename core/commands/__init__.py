@@ -18,6 +18,7 @@ COMMAND_MODULES: dict[str, list[str]] = {
     "config": ["config"],
     "stats": ["stats"],
     "export": ["export"],
+    "signals": ["signals"],
     "backtest": ["backtest"],
 }
 
