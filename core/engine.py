@@ -129,7 +129,6 @@ class Pipeline:
         signal still shows what the failed LLM calls cost.
         """
         assert self.synthesizer is not None
-        log = get_logger(symbol=request.symbol)
         try:
             return _checked(self.synthesizer.synthesize(request)), self.synthesizer.name, None
         except Exception as exc:
@@ -138,7 +137,7 @@ class Pipeline:
             reason = exc.reason if isinstance(exc, SynthesisFailed) else f"{type(exc).__name__}: {exc}"
             attempts = exc.attempts if isinstance(exc, SynthesisFailed) else 1
             usage = exc.usage if isinstance(exc, SynthesisFailed) else None
-            log.warning("synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason)
+            get_logger(symbol=request.symbol).warning("synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason)
         answer = _checked(self.fallback.synthesize(request))
         answer.attempts = attempts
         answer.usage = usage

@@ -296,14 +296,41 @@ class TheoryOutcome:
     elapsed_ms: float
 
     @classmethod
-    def of(cls, result: TheoryResult) -> "TheoryOutcome":
-        return cls(result.theory, result.status, result.bias, result.confidence, result.label, metrics_digest(result.metrics), result.elapsed_ms)
+    def of(cls, result: TheoryResult, digest: str | None = None) -> "TheoryOutcome":
+        """`digest` = `metrics_digest(result.metrics)` when the caller computed it already (`metrics_digests`)."""
+        return cls(
+            result.theory, result.status, result.bias, result.confidence, result.label,
+            metrics_digest(result.metrics) if digest is None else digest, result.elapsed_ms,
+        )
+
+
+MANTISSA_BITS = 34  # 2**-34 ≈ 5.8e-11: about ten significant digits
+
+
+def metrics_digests(many: "list[dict[str, float]]") -> list[str]:
+    """`metrics_digest` of each dict, rounded and hashed a whole column at a time (a backtest's thousands of bars)."""
+    import numpy as np
+
+    out: list[str] = [""] * len(many)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, metrics in enumerate(many):
+        groups.setdefault(tuple(sorted(metrics)), []).append(position)
+    for names, positions in groups.items():
+        prefix = ";".join(names).encode() + b"|"
+        values = np.array([[many[p][name] for name in names] for p in positions], dtype=np.float64).reshape(len(positions), len(names))
+        with np.errstate(invalid="ignore", over="ignore"):
+            mantissa, exponent = np.frexp(values)
+            rounded = np.ldexp(np.round(mantissa * 2.0**MANTISSA_BITS) / 2.0**MANTISSA_BITS, exponent) + 0.0  # + 0.0: -0.0 becomes 0.0
+        rounded[np.isnan(values)] = np.nan  # one bit pattern for every NaN
+        for p, row in zip(positions, rounded):
+            out[p] = hashlib.blake2b(prefix + row.tobytes(), digest_size=8).hexdigest()
+    return out
 
 
 def metrics_digest(metrics: dict[str, float]) -> str:
-    """Metrics to 10 significant digits, hashed: equal digests mean the same numbers for any purpose."""
-    text = ";".join(f"{k}={v:.10g}" for k, v in sorted(metrics.items()))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    """Metric names and values rounded to about ten significant digits (34 mantissa bits), hashed:
+    equal digests mean the same numbers for any purpose, whichever path computed them."""
+    return metrics_digests([metrics])[0]
 
 
 @dataclass

@@ -139,6 +139,8 @@ def block_sums(values: "np.ndarray", block: int, resamples: int, seed: int) -> "
     lengths[-1] = m - (blocks - 1) * block
     prefix = np.zeros((k, 2 * m + 1))
     np.cumsum(np.concatenate([values, values], axis=1), axis=1, out=prefix[:, 1:])
+    full = prefix[:, block:block + m] - prefix[:, :m]  # the sum of the full block starting at each position
+    last = lengths[-1]
     rng = np.random.default_rng(seed)
     rows = max(1, min(CHUNK, 4_000_000 // max(k * blocks, 1)))
     out = np.empty((resamples, k))
@@ -146,7 +148,8 @@ def block_sums(values: "np.ndarray", block: int, resamples: int, seed: int) -> "
     while done < resamples:
         count = min(rows, resamples - done)
         starts = rng.integers(0, m, size=(count, blocks), dtype=np.int64)  # the draws of index_chunks, in order
-        out[done:done + count] = (prefix[:, starts + lengths] - prefix[:, starts]).sum(axis=2).T
+        tail = starts[:, -1]
+        out[done:done + count] = (full[:, starts[:, :-1]].sum(axis=2) + prefix[:, tail + last] - prefix[:, tail]).T
         done += count
     return out
 

@@ -97,15 +97,18 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
 
 
 def _shifted(h: "np.ndarray", shifts: "np.ndarray", cells: int = 2_000_000):
-    """`np.roll(h, k)` for every k, as matrices of at most `cells` entries (one row per shift)."""
+    """`np.roll(h, k)` for every k, as matrices of at most `cells` entries (one row per shift).
+
+    Row k is the window of `h` doubled that starts at (n − k) mod n: a copy of a strided view, no index arithmetic per cell."""
     import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
 
     n = h.shape[0]
     per = max(1, cells // max(n, 1))
-    positions = np.arange(n)
+    windows = sliding_window_view(np.concatenate([h, h]), n) if n else np.zeros((1, 0))
     for start in range(0, shifts.shape[0], per):
         ks = shifts[start:start + per]
-        yield h[(positions[None, :] - ks[:, None]) % n]
+        yield windows[(n - ks) % n] if n else np.zeros((ks.shape[0], 0))
 
 
 def _row_sharpes(returns: "np.ndarray", periods_per_year: float) -> "np.ndarray":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..collector import gc_paused
 from ..logs import get_logger
 from ..models import TheoryResult
 from .keys import theory_key
@@ -34,11 +35,15 @@ class FeatureCache:
         return cls(FeatureStore(Path(root).resolve()), config.engine.granularity, keys)
 
     def lookup(self, symbol: str, bar_times: Sequence[int], digests: Sequence[str]) -> dict[int, dict[str, TheoryResult]]:
-        """Per bar time, the stored result of each theory that has one for exactly that window."""
+        """Per bar time, the stored result of each theory that has one for exactly that window.
+
+        The cyclic garbage collector is paused meanwhile: tens of thousands of new results (which
+        hold no cycles) would otherwise trigger full collections that cost as much as the reading."""
         found: dict[int, dict[str, TheoryResult]] = {}
-        for theory, key in self.keys.items():
-            for bar_time, result in self.store.read(symbol, self.granularity, theory, key, bar_times, digests).items():
-                found.setdefault(bar_time, {})[theory] = result
+        with gc_paused():
+            for theory, key in self.keys.items():
+                for bar_time, result in self.store.read(symbol, self.granularity, theory, key, bar_times, digests).items():
+                    found.setdefault(bar_time, {})[theory] = result
         return found
 
     def add(self, symbol: str, bar_time: int, digest: str, result: TheoryResult) -> None:
