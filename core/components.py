@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import structlog
@@ -229,6 +229,9 @@ class Sink(Component):
     """Stores or forwards signals. `write` must store a signal whole or not at all."""
 
     kind = "sink"
+    stores: ClassVar[bool] = True
+    """False for a sink that only forwards signals (notifications): what its `write` answers does not
+    count a signal as stored, so it never hides one the stores spooled or lost."""
 
     def open(self, run: RunInfo, log: "structlog.stdlib.BoundLogger") -> None:
         """Called once before the first signal."""
@@ -252,6 +255,11 @@ class Sink(Component):
         """Optional: a reader for a store named on the command line (`v7 stats --db FILE`)."""
         raise NotSupported(f"sink {cls.name!r} cannot open a store by location (it does not implement reader_at)")
 
+    def notice(self, problem: RunProblem) -> None:
+        """Optional: hear about a run problem (a feed failing, the LLM budget reached, a store spooling)
+        each time it happens. Called from the run's thread: return at once (queue any sending), never raise."""
+        raise NotSupported(f"sink {self.name!r} takes no notices of run problems (it does not implement notice)")
+
     def unsaved(self) -> list[Signal]:
         """Optional: after `close()`, the signals `write` raised `SignalHeld` for that are still in memory only.
 
@@ -273,5 +281,5 @@ OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "theory": ("analyze_batch",),
     "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
     "synthesizer": ("estimate_cost",),
-    "sink": ("reader", "reader_at", "unsaved"),
+    "sink": ("reader", "reader_at", "unsaved", "notice"),
 }

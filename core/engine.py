@@ -21,6 +21,7 @@ from .models import CandleSeries, MarketContext, PromptRequest, RunInfo, Signal,
 from .outcome import Delivery, RunOutcome, SignalKey, signal_key
 from .registry import Registry
 from .resume import resume_feeds
+from .run_problems import RunProblems
 from .scheduler import Scheduler
 
 from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
@@ -54,6 +55,7 @@ class Pipeline:
     sinks: list[Sink] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     config_hash: str = ""
+    problems: RunProblems = field(default_factory=RunProblems)  # for sinks that take notices; set up at open()
     _closed: set[int] = field(default_factory=set)
 
     @classmethod
@@ -193,7 +195,9 @@ class Pipeline:
             raise
         except Exception as exc:
             log.error("feed failed; symbol skipped this iteration", plugin=feed.name, error=f"{type(exc).__name__}: {exc}")
+            self.problems.failed("feed_failing", feed.name, f"{type(exc).__name__}: {exc}", symbol)
             return None
+        self.problems.ok("feed_failing", feed.name, symbol)
         if candles is None or len(candles) == 0:
             log.warning("feed returned no usable candles; symbol skipped this iteration", plugin=feed.name)
             return None
@@ -250,8 +254,11 @@ class Pipeline:
         mark = time.perf_counter()
         for sink in self.sinks:
             try:
-                if sink.write(signal):
+                if not sink.stores:  # forwards only: its answer counts nothing
+                    sink.write(signal)
+                elif sink.write(signal):
                     stored += 1
+                    self.problems.ok("store_spooling", sink.name)
                     log.info("signal stored", plugin=sink.name, direction=signal.direction, bar_time=signal.bar_time.isoformat())
                 else:
                     already += 1
@@ -259,13 +266,17 @@ class Pipeline:
             except SignalSpooled as exc:
                 spooled.append(sink.name)
                 log.error("sink could not store signal; spooled", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
+                self.problems.failed("store_spooling", sink.name, f"spooled: {exc}")
             except SignalHeld as exc:
                 held.append(sink.name)
                 log.error("sink could not store or spool signal; held in memory", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
+                self.problems.failed("store_spooling", sink.name, f"held in memory: {exc}")
             except Exception as exc:
                 log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
         signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
-        return Delivery(stored, already, len(spooled), tuple(held), len(self.sinks), tuple(spooled))
+        self.problems.synthesized(signal)
+        self.problems.deliver()
+        return Delivery(stored, already, len(spooled), tuple(held), sum(sink.stores for sink in self.sinks), tuple(spooled))
 
     def last_resort(self, signal: Signal, reason: str) -> None:
         """A signal in no store and no spool: its JSON on stdout (one line), the only copy left."""
@@ -332,6 +343,7 @@ class Pipeline:
         info = self.run_info()
         for sink in self.sinks:
             sink.open(info, get_logger(plugin=sink.name, run_id=self.run_id))
+        self.problems = RunProblems(self.sinks, self.run_id, self.synthesizer.name if self.synthesizer and self.fallback else None)
         resume_feeds(self)  # after the sinks opened: a spool replayed at open counts as stored
 
     def close(self) -> None:
@@ -382,6 +394,7 @@ class Pipeline:
                         log.info("every symbol reached the end of its data; stopping")
                         break
                     report = scheduler.iterate(active, None if deadline_s is None else started + deadline_s)
+                    self.problems.deliver()  # feeds that failed this iteration, when no signal was stored after
                     ended.update(report.ended)
                     if not report.evaluated and not live and any(s not in ended for s in active) and not scheduler.busy:
                         # Replayed data will not appear by retrying: stop instead of spinning.
@@ -390,6 +403,7 @@ class Pipeline:
                     if live and (iterations is None or iteration < iterations):
                         stop.wait(max(0.0, engine.interval_seconds - (time.monotonic() - started)))
                 scheduler.drain()
+                self.problems.deliver()
             finally:
                 scheduler.close()
             if stop.is_set():

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Direction = Literal["BUY", "SELL", "HOLD"]
 TheoryStatus = Literal["ok", "insufficient_data", "error"]
+ProblemKind = Literal["feed_failing", "llm_budget", "store_spooling"]
 
 GRANULARITY_SECONDS: dict[str, int] = {
     "1m": 60,
@@ -328,3 +329,21 @@ class RunInfo(BaseModel):
     plugin_versions: dict[str, str] = Field(default_factory=dict)
     config_path: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunProblem(BaseModel):
+    """Something wrong in a running `v7 run` that a person may want to hear about, handed to sinks
+    that take notices (`Sink.notice`) each time it happens, with how many times in a row it has."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    kind: ProblemKind = Field(
+        description="feed_failing: a feed raised for a symbol; llm_budget: the synthesizer's budget is used up and the "
+        "fallback answers; store_spooling: a sink could not store a signal and spooled or held it",
+    )
+    plugin: str = Field(description="the feed, synthesizer or sink concerned (its name in the config)")
+    symbol: str | None = Field(default=None, description="the symbol concerned, for a feed")
+    message: str = Field(description="what happened, as the run logged it")
+    count: int = Field(default=1, ge=1, description="times in a row: iterations the feed failed for this symbol, signals since it began")
+    run_id: str | None = None
+    at: datetime = Field(default_factory=utc_now)

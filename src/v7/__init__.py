@@ -67,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "MarketContext": "v7.core.models",
     "PromptRequest": "v7.core.models",
     "RunInfo": "v7.core.models",
+    "RunProblem": "v7.core.models",
     "Signal": "v7.core.models",
     "Synthesis": "v7.core.models",
     "SynthesisRequest": "v7.core.models",
@@ -111,7 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.logs import get_logger
     from v7.core.numbers import quantile
     from v7.core.models import (
-        GRANULARITY_SECONDS, Candle, CandleSeries, CostEstimate, Direction, MarketContext, PromptRequest, RunInfo, Signal,
+        GRANULARITY_SECONDS, Candle, CandleSeries, CostEstimate, Direction, MarketContext, PromptRequest, RunInfo, RunProblem, Signal,
         Synthesis, SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage, count_gaps, granularity_seconds,
     )
     from v7.core.reading import RunRecord, SignalQuery, SignalReader, StoredBacktest, StoredSignal
