@@ -137,6 +137,38 @@ class SignalReader:
 
         return summarize(self, query or SignalQuery(), hold_target)
 
+    # -- browsing (dashboards): defaults read every signal once; a database overrides them -------
+
+    def page(
+        self, query: SignalQuery | None = None, *, after_id: int | None = None, before_id: int | None = None,
+        limit: int = 50, with_prompt: bool = False,
+    ) -> list[StoredSignal]:
+        """Up to `limit` matching signals with `after_id < id < before_id`, newest first: the dashboard's
+        pages (`before_id`) and its live feed (`after_id`) without reading the whole store."""
+        kept: list[StoredSignal] = []
+        for signal in self.signals(query, with_prompt=with_prompt):
+            if (after_id is None or signal.id > after_id) and (before_id is None or signal.id < before_id):
+                kept.append(signal)
+        if limit <= 0:
+            return []
+        # After an id: the oldest new ones, so a live feed misses none; else the newest.
+        return list(reversed(kept[:limit] if after_id is not None else kept[-limit:]))
+
+    def signal(self, signal_id: int, *, with_prompt: bool = True) -> StoredSignal | None:
+        """One stored signal by its id (prompt included by default); None when there is none."""
+        return next((s for s in self.signals(with_prompt=with_prompt) if s.id == signal_id), None)
+
+    def latest_per_symbol(self, query: SignalQuery | None = None) -> list[StoredSignal]:
+        """The signal stored last for each symbol, ordered by symbol."""
+        latest: dict[str, StoredSignal] = {}
+        for signal in self.signals(query):
+            latest[signal.symbol] = signal
+        return [latest[symbol] for symbol in sorted(latest)]
+
+    def active_runs(self, since: datetime) -> set[str]:
+        """Ids of the runs that stored a signal created at or after `since`: which runs still write."""
+        return {s.run_id for s in self.signals(SignalQuery(created_since=since)) if s.run_id}
+
     # -- backtest results (optional) -------------------------------------------------------------
 
     def save_backtest(self, backtest: StoredBacktest) -> int:
@@ -146,6 +178,10 @@ class SignalReader:
     def backtest(self, key: str) -> StoredBacktest | None:
         """A stored backtest by id, or the latest whose config hash starts with `key`; None when there is none."""
         raise NotSupported(f"{type(self).__name__} keeps no backtest results")
+
+    def backtests(self, limit: int = 50) -> list[StoredBacktest]:
+        """The stored backtest results, newest first; [] when the store keeps none."""
+        return []
 
     def close(self) -> None:
         """Release the connection or file handle."""

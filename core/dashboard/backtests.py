@@ -1,0 +1,83 @@
+"""The backtests page: stored results (`SignalReader.backtests()` / `backtest(key)`), two side by side.
+
+A stored result keeps summaries, not per-bar curves (`v7 backtest --report` draws those from the
+history), so the equity chart chains the walk-forward folds' total returns: strategy against
+buy-and-hold at each fold's end, both starting at 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .views import epoch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..reading import StoredBacktest
+    from .app import Dashboard
+
+
+def equity(item: Any) -> dict[str, list[dict[str, float]]]:
+    """Strategy and buy-and-hold equity at the start and at each fold's end (the whole run without folds)."""
+    periods = item.folds or [item.scores]
+    strategy = [{"time": epoch(periods[0].start), "value": 1.0}]
+    hold = [{"time": epoch(periods[0].start), "value": 1.0}]
+    for fold in periods:
+        strategy.append({"time": epoch(fold.end), "value": strategy[-1]["value"] * (1 + fold.strategy.total_return)})
+        hold.append({"time": epoch(fold.end), "value": hold[-1]["value"] * (1 + fold.buy_and_hold.total_return)})
+    return {"strategy": strategy, "buy_and_hold": hold}
+
+
+def charts(item: Any) -> dict[str, Any]:
+    """The chart data of one symbol: equity, calibration bins, hit rates against the base rate."""
+    head = item.scores.horizons[0] if item.scores.horizons else None
+    calibration = []
+    if head is not None and head.calibration is not None:
+        calibration = [{"confidence": b.mean_confidence, "hit_rate": b.hit_rate, "low": b.ci_low, "high": b.ci_high, "n": b.n}
+                       for b in head.calibration.bins]
+    hits = []
+    if head is not None:
+        for direction, e in head.directions.items():
+            if e.hit_rate is not None and e.hit_rate.value is not None:
+                hits.append({"direction": direction, "hit_rate": e.hit_rate.value, "low": e.hit_rate.low, "high": e.hit_rate.high,
+                             "base_rate": e.base_rate})
+    return {"symbol": item.symbol, "equity": equity(item), "calibration": calibration, "hits": hits}
+
+
+def load(stored: "StoredBacktest | None") -> dict[str, Any] | None:
+    """A stored backtest parsed as a `BacktestResult`, or the reason it cannot be shown."""
+    from ..backtest.models import BacktestResult
+
+    if stored is None:
+        return None
+    try:
+        result = BacktestResult.model_validate_json(stored.result_json)
+    except ValueError as exc:
+        return {"stored": stored, "result": None, "error": f"backtest #{stored.id} cannot be read by this V7: {str(exc).splitlines()[0]}"}
+    return {"stored": stored, "result": result, "error": None, "charts": [charts(item) for item in result.symbols]}
+
+
+def backtests_page(dash: "Dashboard", a: str | None, b: str | None) -> dict[str, Any]:
+    from ..components import NotSupported
+
+    def read(reader: Any) -> tuple[list[Any], list[Any]]:
+        try:
+            listing = reader.backtests(limit=50)
+        except NotSupported:
+            listing = []
+        keys = [k for k in (a, b) if k]
+        if not keys and listing:
+            keys = [str(s.id) for s in listing[:2]]
+        chosen = []
+        for key in keys:
+            try:
+                chosen.append((key, reader.backtest(key)))
+            except NotSupported:
+                chosen.append((key, None))
+        return listing, chosen
+
+    listing, chosen = dash.store.read(read)
+    shown = []
+    for key, stored in chosen:
+        loaded = load(stored)
+        shown.append(loaded if loaded is not None else {"stored": None, "result": None, "error": f"no stored backtest {key!r}"})
+    return {"listing": listing, "shown": shown, "a": a, "b": b}
