@@ -164,3 +164,70 @@ def test_a_run_without_a_channel_stops_before_fetching_with_a_clear_error(tmp_pa
     done = run_v7("run", "--config", "config.toml", "--iterations", "1", cwd=tmp_path, env={"V7_NOTIFY_URLS": ""})
     assert done.returncode == 2
     assert "urls_env: environment variable V7_NOTIFY_URLS is not set or holds no URL" in done.stderr
+
+
+class Listening:
+    """Sinks for the bookkeeping tests: one that hears notices, one that fails to, one that takes none."""
+
+    @staticmethod
+    def classes():
+        from v7 import Sink
+
+        class Ear(Sink):
+            name = "ear"
+
+            def __init__(self):
+                super().__init__()
+                self.heard = []
+
+            def write(self, signal):
+                return True
+
+            def notice(self, problem):
+                self.heard.append((problem.kind, problem.plugin, problem.symbol, problem.count))
+
+        class Deaf(Ear):
+            name = "deaf"
+
+            def notice(self, problem):
+                raise RuntimeError("cannot hear")
+
+        class Store(Sink):
+            name = "store"
+
+            def write(self, signal):
+                return True
+
+        return Ear, Deaf, Store
+
+
+def test_streaks_reset_on_success_and_a_failing_notice_does_not_stop_the_others():
+    from sinks.factory import make_signal
+    from v7.core.run_problems import RunProblems
+
+    Ear, Deaf, Store = Listening.classes()
+    deaf, ear = Deaf(), Ear()
+    problems = RunProblems([deaf, Store(), ear], "run0", "deepseek")
+    for _ in range(2):
+        problems.failed("feed_failing", "coinbase", "ConnectError", "ETH-USD")
+    problems.ok("feed_failing", "coinbase", "ETH-USD")
+    problems.failed("feed_failing", "coinbase", "ConnectError", "ETH-USD")
+    problems.synthesized(make_signal(0, fallback_reason="daily token budget of 1000 tokens reached (used 1200 tokens)"))
+    problems.synthesized(make_signal(1, fallback_reason="deepseek: HTTP 503"))  # a fallback, but not for the budget
+    problems.synthesized(make_signal(2, fallback_reason="daily token budget of 1000 tokens reached (used 1300 tokens)"))
+    assert ear.heard == []  # nothing reaches a sink before deliver(), called from the run's thread
+    problems.deliver()
+    assert ear.heard == [
+        ("feed_failing", "coinbase", "ETH-USD", 1), ("feed_failing", "coinbase", "ETH-USD", 2),
+        ("feed_failing", "coinbase", "ETH-USD", 1), ("llm_budget", "deepseek", None, 1), ("llm_budget", "deepseek", None, 2),
+    ]
+
+
+def test_without_a_sink_taking_notices_nothing_is_kept():
+    from v7.core.run_problems import RunProblems
+
+    _, _, Store = Listening.classes()
+    problems = RunProblems([Store()], "run0", "deepseek")
+    assert not problems.enabled
+    problems.failed("feed_failing", "coinbase", "ConnectError", "ETH-USD")
+    assert problems._streaks == {} and problems._waiting == []

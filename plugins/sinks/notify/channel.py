@@ -47,9 +47,7 @@ class Channel:
         self.name = f"#{position + 1} {redacted(url)}"  # the number tells apart channels on one host
         self.config, self.scrub, self.log = config, scrub, log
         self.apprise = apprise.Apprise(asset=_asset(apprise))
-        with captured():  # Apprise logs the URL it refuses
-            added = self.apprise.add(with_timeouts(url, config.timeout_seconds))
-        if not added:
+        if not self.apprise.add(with_timeouts(url, config.timeout_seconds)):  # what Apprise logs of it stays in Apprise's log
             raise ChannelError(f"urls[{position}]: {redacted(url)} is not a URL Apprise can send to (see https://github.com/caronc/apprise/wiki)")
         self.limit = RateLimit(config.min_interval_seconds, config.rate_limit, config.rate_window_seconds)
         self.held = Held()
