@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import structlog
 
     from .reading import SignalReader
@@ -77,11 +79,13 @@ class SignalHeld(Exception):
 class SynthesisFailed(Exception):
     """Raised by a synthesizer that gave up; the fallback takes over and the signal keeps these facts."""
 
-    def __init__(self, reason: str, attempts: int = 1, usage: "TokenUsage | None" = None) -> None:
+    def __init__(self, reason: str, attempts: int = 1, usage: "TokenUsage | None" = None, quiet: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.attempts = attempts
         self.usage = usage
+        self.quiet = quiet
+        """True for an expected hand-over (a learner still collecting its first rows): logged at debug, still recorded on the signal."""
 
 
 class Component:
@@ -213,6 +217,10 @@ class Synthesizer(Component):
     (position sizing may then use it as one); the backtest's calibration table checks the claim."""
     confidence_meaning: ClassVar[str] = "not documented by the synthesizer"
     """What `confidence` means for BUY/SELL and for HOLD, in a sentence (shown by the backtest)."""
+    learns: ClassVar[bool] = False
+    """True for a synthesizer that learns from the bars it is shown (walk-forward): it must see each
+    symbol's bars in time order, in one process, so a backtest synthesizes in its driving process,
+    bar by bar, and `--check-lookahead` replays its history truncated at a sampled bar."""
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:  # pragma: no cover
         raise NotImplementedError
@@ -220,6 +228,21 @@ class Synthesizer(Component):
     def estimate_cost(self, prompt: str, calls: int) -> CostEstimate:
         """Optional: what `calls` requests like `prompt` would cost; the backtest's cost guard shows and caps it."""
         raise NotSupported(f"synthesizer {self.name!r} cannot estimate its cost (it does not implement estimate_cost)")
+
+    def importances(self) -> dict[str, dict[str, float]]:
+        """Optional: per symbol, how much each feature moved the decisions so far (a learned model's
+        importances, normalised to sum to 1); the backtest reports them."""
+        raise NotSupported(f"synthesizer {self.name!r} reports no feature importances (it does not implement importances)")
+
+    def model_details(self) -> dict[str, Any] | None:
+        """Optional: the `details` kept with the model it loaded (None when it loaded none). V7 checks
+        at start that its `theory_keys` match the enabled theories: a model fed other features is refused."""
+        raise NotSupported(f"synthesizer {self.name!r} loads no trained model (it does not implement model_details)")
+
+    def save_model(self, path: "Path", details: dict[str, Any]) -> None:
+        """Optional: write what it learned from the bars it was shown to `path` (`v7 train`), with
+        `details` (training range, config hash of the theories, out-of-sample scores) kept inside."""
+        raise NotSupported(f"synthesizer {self.name!r} cannot be trained (it does not implement save_model)")
 
     def close(self) -> None:
         """Release clients or caches; called once when the run ends."""
@@ -280,6 +303,6 @@ KINDS: dict[str, type[Component]] = {
 OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "theory": ("analyze_batch",),
     "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
-    "synthesizer": ("estimate_cost",),
+    "synthesizer": ("estimate_cost", "importances", "model_details", "save_model"),
     "sink": ("reader", "reader_at", "unsaved", "notice"),
 }

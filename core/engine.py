@@ -24,6 +24,7 @@ from .resume import resume_feeds
 from .run_problems import RunProblems
 from .scheduler import Scheduler
 
+from .trained import check_trained
 from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
 
 
@@ -77,6 +78,10 @@ class Pipeline:
                 else:
                     pipeline.fallback = component
         pipeline.config_hash = config.config_hash()
+        if "theory" in kinds:
+            for synthesizer in (pipeline.synthesizer, pipeline.fallback):
+                if synthesizer is not None:
+                    check_trained(config, synthesizer, pipeline.theories)
         return pipeline
 
     def _instantiate(self, kind: str, name: str) -> Any:
@@ -139,7 +144,10 @@ class Pipeline:
             reason = exc.reason if isinstance(exc, SynthesisFailed) else f"{type(exc).__name__}: {exc}"
             attempts = exc.attempts if isinstance(exc, SynthesisFailed) else 1
             usage = exc.usage if isinstance(exc, SynthesisFailed) else None
-            get_logger(symbol=request.symbol).warning("synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason)
+            log = get_logger(symbol=request.symbol)
+            (log.debug if getattr(exc, "quiet", False) else log.warning)(
+                "synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason,
+            )
         answer = _checked(self.fallback.synthesize(request))
         answer.attempts = attempts
         answer.usage = usage
@@ -216,7 +224,7 @@ class Pipeline:
 
         request = PromptRequest(
             symbol=symbol, granularity=engine.granularity, bar_time=candles.signal_time,
-            price=candles.last_price, results=results, context=context,
+            price=candles.last_price, results=results, context=context, candles=candles,
         )
         try:
             prompt, synthesis, synthesizer_name, fallback_reason = self.decide(request, timings)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, InstanceOf
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -226,6 +226,10 @@ class PromptRequest(BaseModel):
     price: float
     results: list[TheoryResult]
     context: MarketContext | None = None
+    candles: InstanceOf[CandleSeries] | None = Field(
+        default=None, exclude=True,
+        description="the candles the theories saw, up to this bar (never later ones): what a learning synthesizer reads prices from",
+    )
 
 
 class TokenUsage(BaseModel):

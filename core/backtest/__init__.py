@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 from .compute import (
-    BacktestRun, available_cores, chunked, compute_signals, estimate_llm, is_llm, llm_usage, resolve_settings, run_backtest,
+    BacktestRun, available_cores, chunked, compute_signals, resolve_settings, run_backtest,
     signals_for, synthesize_bar, theory_results_for, window_at,
 )
+from .llm import estimate_llm, is_llm, llm_usage
 from .execution import Execution, Filled, buy_and_hold, decisions, fill, follow, in_force
 from .history import history_start, load_histories, load_history, own_copy, signal_range
 from .lookahead import check_lookahead, compare_signals, lookahead_sample

@@ -19,16 +19,18 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..collector import heap_frozen
-from ..components import StartupError, Synthesizer
+from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
 from ..features.keys import window_digests
-from ..models import CandleSeries, PromptRequest, TheoryResult, TokenUsage
+from ..models import CandleSeries, PromptRequest, TheoryResult
 from .history import load_histories, own_copy, signal_range
-from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, LlmUsage, TheoryOutcome, metrics_digests
+from .learning import baseline_answer, compare_learned, learns
+from .llm import estimate_llm, is_llm, llm_usage
+from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, TheoryOutcome, metrics_digests
 from .evidence import pooled_for
 from .scoring import symbol_result
 
@@ -57,12 +59,13 @@ def synthesize_bar(
 ) -> BarSignal:
     """Formatters and synthesizer for one bar through `Pipeline.decide`, as `v7 run` does (no market context).
 
-    Only the window's last bar is read; `outcomes` = the results as `TheoryOutcome`s, when already made."""
+    `window` = the candles the theories saw (the request's `candles`); `outcomes` = the results as
+    `TheoryOutcome`s, when already made."""
     from ..logs import get_logger
 
     request = PromptRequest(
         symbol=window.symbol, granularity=window.granularity, bar_time=window.last_time,
-        price=window.last_price, results=results, context=None,
+        price=window.last_price, results=results, context=None, candles=window,
     )
     outcomes = outcomes if outcomes is not None else tuple(TheoryOutcome.of(r) for r in results)
     base = dict(index=index, timestamp=int(window.timestamp[-1]), price=window.last_price, theories=outcomes)
@@ -75,6 +78,7 @@ def synthesize_bar(
     return BarSignal(
         **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
         fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
+        baseline=baseline_answer(pipeline, request, synthesis, name),
     )
 
 
@@ -144,8 +148,8 @@ def signals_for(
     # Digests a theory at a time over the chunk: one numpy pass instead of a formatting per result.
     digests = [metrics_digests([bar[k].metrics for bar in results]) for k in range(len(pipeline.theories))]
     outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
-    # The synthesizer reads only the last bar: a one-bar view will do.
-    return [synthesize_bar(pipeline, history.slice(t, t + 1), r, t, o) for t, r, o in zip(indices, results, outcomes)]
+    # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no copy.
+    return [synthesize_bar(pipeline, history.slice(max(0, t + 1 - lookback), t + 1), r, t, o) for t, r, o in zip(indices, results, outcomes)]
 
 
 def theory_results_for(
@@ -165,46 +169,6 @@ def stored_results(cache: FeatureCache, histories: dict[str, CandleSeries], plan
         by_time = cache.lookup(symbol, times, [digests[symbol][t] for t in indices])
         known[symbol] = {t: by_time[bar_time] for t, bar_time in zip(indices, times) if bar_time in by_time}
     return known, digests
-
-# -- LLM estimate -------------------------------------------------------------------------------
-
-
-def is_llm(synthesizer: Synthesizer | None) -> bool:
-    """A synthesizer that needs a prompt (an LLM): its calls are estimated and capped."""
-    return synthesizer is not None and synthesizer.needs_prompt
-
-
-def estimate_llm(synthesizer: Synthesizer, first_prompt: str, calls: int, cap: int) -> LlmEstimate:
-    """Calls and cost of an LLM backtest: the synthesizer's own `estimate_cost` of `calls` prompts like the first.
-
-    A synthesizer without that capability (or whose estimate fails) gets an estimate with the cost
-    unknown; the cap still counts its calls.
-    """
-    if type(synthesizer).supports("estimate_cost"):
-        try:
-            cost = synthesizer.estimate_cost(first_prompt, calls)
-        except Exception as exc:
-            note = f"{synthesizer.name!r} could not estimate it ({type(exc).__name__}: {exc})"
-        else:
-            return LlmEstimate.of(synthesizer.name, cap, cost.model_copy(update={"calls": calls}))
-    else:
-        note = f"{synthesizer.name!r} does not estimate its cost (no estimate_cost)"
-    return LlmEstimate(synthesizer=synthesizer.name, calls=calls, cap=cap, cost_note=note)
-
-
-def llm_usage(signals: Iterable[BarSignal], llm_name: str) -> LlmUsage:
-    usage = LlmUsage()
-    tokens = TokenUsage()
-    for s in signals:
-        usage.requests += s.attempts if s.synthesizer == llm_name or s.fallback_reason else 0
-        if s.synthesizer == llm_name and s.attempts == 0:
-            usage.cached_answers += 1
-        if s.fallback_reason and s.synthesizer != llm_name:
-            usage.fallbacks += 1
-        tokens = tokens + s.usage
-    usage.prompt_tokens, usage.completion_tokens, usage.cost = tokens.prompt_tokens, tokens.completion_tokens, tokens.cost
-    return usage
-
 
 # -- running --------------------------------------------------------------------------------------
 
@@ -280,10 +244,13 @@ def compute_signals(
     stored results are read, only the missing ones computed and then written there.
 
     With an LLM synthesizer only the theories run in the workers: prompts and LLM calls stay in
-    this process, in bar order, so the response cache, usage and fallbacks behave as in `v7 run`.
+    this process, in bar order, so the response cache, usage and fallbacks behave as in `v7 run`;
+    the same for a synthesizer that `learns` (it must see each symbol's bars in order).
     """
     lookback = pipeline.config.engine.lookback
-    llm = is_llm(pipeline.synthesizer) or is_llm(pipeline.fallback)
+    # An LLM (calls in bar order, its cache and usage as in `v7 run`) or a synthesizer that learns from
+    # the bars it is shown answers in this process; the workers then compute only the theories.
+    in_driver = any(s is not None and (is_llm(s) or type(s).learns) for s in (pipeline.synthesizer, pipeline.fallback))
     cache = FeatureCache.open(pipeline.config, pipeline.theories, feature_cache)
     known, digests = stored_results(cache, histories, plan, lookback) if cache else ({}, {})
 
@@ -297,7 +264,7 @@ def compute_signals(
     to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
     try:
         with heap_frozen():  # the histories and stored results live to the end: no collection walks them again
-            return _compute(pipeline, histories, plan, workers, progress, known, keep, llm, to_compute, store=cache is not None)
+            return _compute(pipeline, histories, plan, workers, progress, known, keep, in_driver, to_compute, store=cache is not None)
     finally:
         if cache:
             cache.flush()
@@ -305,7 +272,7 @@ def compute_signals(
 
 def _compute(
     pipeline: "Pipeline", histories: dict[str, CandleSeries], plan: dict[str, list[int]], workers: int,
-    progress: Callable[[str, int], None] | None, known: dict[str, Known], keep: Callable[[str, Fresh], None], llm: bool, to_compute: int,
+    progress: Callable[[str, int], None] | None, known: dict[str, Known], keep: Callable[[str, Fresh], None], in_driver: bool, to_compute: int,
     store: bool = True,
 ) -> tuple[dict[str, list[BarSignal]], int]:
     import multiprocessing
@@ -331,7 +298,7 @@ def _compute(
 
     tasks = [(symbol, chunk) for symbol, indices in plan.items() for chunk in bar_chunks(indices)]
     _FORK_STATE.clear()
-    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not llm, known=known, store=store)
+    _FORK_STATE.update(config=pipeline.config, registry=pipeline.registry, histories=histories, lookback=lookback, synthesize=not in_driver, known=known, store=store)
     context = multiprocessing.get_context("fork")
     try:
         if dask:
@@ -348,7 +315,7 @@ def _compute(
                     done, fresh = future.result()
                     futures[position] = (symbol, chunk, None)  # its results are kept once, in `out`
                     keep(symbol, fresh)
-                    if llm:
+                    if in_driver:
                         history = histories[symbol]
                         done = [synthesize_bar(pipeline, window_at(history, t, lookback), results, t) for t, results in zip(chunk, done)]
                     out[symbol].extend(done)
@@ -395,13 +362,15 @@ def run_backtest(
     on_estimate: Callable[[LlmEstimate], None] | None = None,
     progress: Callable[[str, int], None] | None = None,
     on_plan: Callable[[dict[str, int]], None] | None = None,
+    before_close: Callable[["Pipeline", BacktestResult], None] | None = None,
 ) -> BacktestRun:
     """Replay each symbol's history through the configured pipeline and score the signals.
 
     `histories` (oldest-first candles per symbol) replaces the candle feed, for tests and embedding.
+    `before_close(pipeline, result)` runs once everything is scored, before the plugins close
+    (`v7 train` saves what the synthesizer learned there).
     Raises `LlmCapExceeded` before any LLM call when the estimate is above the cap and not confirmed.
     """
-    from .. import __version__
     from ..engine import Pipeline
 
     settings = settings or config.backtest
@@ -447,13 +416,37 @@ def run_backtest(
         computing = time.perf_counter()
         signals, workers = compute_signals(pipeline, histories, plan, workers, progress, settings.feature_cache)
         elapsed = time.perf_counter() - computing
+        learning = learns(pipeline)
+        importances = pipeline.synthesizer.importances() if learning and type(pipeline.synthesizer).supports("importances") else {}
+        result = _assemble(
+            config, settings, pipeline, histories, signals, lasts, symbols, importances if learning else None,
+            started=started, elapsed=elapsed, workers=workers, estimate=estimate, llm_name=llm_name,
+        )
+        if before_close is not None:
+            before_close(pipeline, result)
     finally:
         pipeline.close()
+    return BacktestRun(result, histories, signals, lasts, settings, config)
 
+
+def _assemble(
+    config: V7Config, settings: BacktestConfig, pipeline: "Pipeline", histories: dict[str, CandleSeries], signals: dict[str, list[BarSignal]],
+    lasts: dict[str, int], symbols: list[str], importances: dict[str, dict[str, float]] | None, *, started: float, elapsed: float,
+    workers: int, estimate: LlmEstimate | None, llm_name: str | None,
+) -> BacktestResult:
+    """Every score of the signals, as the stored result; `importances` given (maybe empty) when the synthesizer learns."""
+    from .. import __version__
+
+    lookback = config.engine.lookback
+    learning = importances is not None
     theories = [t.name for t in pipeline.theories]
     directional = {t.name: type(t).directional for t in pipeline.theories}
     results = [symbol_result(histories[s], signals[s], lasts[s], settings, theories, directional) for s in symbols]
     pooled = pooled_for(histories, signals, symbols, settings, theories, directional)
+    comparisons = [
+        compare_learned(histories[s], signals[s], lasts[s], settings, theories, directional, config.synthesizer, config.fallback or "", (importances or {}).get(s, {}))
+        for s in symbols
+    ] if learning else []
     total = sum(len(v) for v in signals.values())
     theory_ms: dict[str, float] = {}
     for position, name in enumerate(theories):
@@ -479,5 +472,6 @@ def run_backtest(
         llm_usage=llm_usage((s for v in signals.values() for s in v), llm_name) if llm_name else None,
         pooled=pooled,
         confidence_meaning=type(pipeline.synthesizer).confidence_meaning if pipeline.synthesizer is not None else None,
+        learning=comparisons,
     )
-    return BacktestRun(result, histories, signals, lasts, settings, config)
+    return result

@@ -256,6 +256,20 @@ class SymbolResult(_Model):
     synthesizers: dict[str, int] = Field(default_factory=dict, description="signals per synthesizer that produced them")
 
 
+class LearnedComparison(_Model):
+    """A learning synthesizer against its fallback, both scored from the first bar its model answered."""
+
+    symbol: str
+    learner: str
+    baseline: str
+    first_model_bar: datetime | None = None
+    bars: int = Field(description="bars compared: from the first the model answered to the end")
+    model_answered: int = Field(description="of those, the bars the model answered itself (the rest: the fallback, with its reason)")
+    learned: Scores | None = None
+    baseline_scores: Scores | None = None
+    importances: dict[str, float] = Field(default_factory=dict, description="the final model's feature importances, largest first")
+
+
 class BacktestResult(_Model):
     id: int | None = None
     created_at: datetime
@@ -278,6 +292,7 @@ class BacktestResult(_Model):
     lookahead: LookaheadReport | None = None
     pooled: list[PooledScores] = Field(default_factory=list, description="over every symbol; the headline horizon first")
     confidence_meaning: str | None = Field(default=None, description="what the synthesizer's confidence means, in its own words")
+    learning: list[LearnedComparison] = Field(default_factory=list, description="a learning synthesizer against its fallback, per symbol")
 
 
 # -- signals per bar ----------------------------------------------------------------------------
@@ -348,6 +363,7 @@ class BarSignal:
     attempts: int = 1
     usage: TokenUsage | None = None
     decided_by: str = ""  # the synthesizer's rule for this direction (`Synthesis.decided_by`), for the report
+    baseline: tuple[str, float, str] | None = None  # beside a learning synthesizer: the fallback's (direction, confidence, rule)
 
     @property
     def bar_time(self) -> datetime:

@@ -20,6 +20,7 @@ COMMAND_MODULES: dict[str, list[str]] = {
     "export": ["export"],
     "signals": ["signals"],
     "backtest": ["backtest"],
+    "train": ["train"],
     "dashboard": ["dashboard"],
 }
 

@@ -80,6 +80,10 @@ def print_result(result: Any) -> None:
         print_symbol(console, item)
     if len(result.pooled) and len(result.symbols) > 1:
         print_pooled(console, result.pooled)
+    if result.learning:
+        from .backtest_learning import print_learning
+
+        print_learning(console, result.learning)
     print_lookahead(console, result.lookahead)
 
 

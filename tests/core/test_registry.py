@@ -12,7 +12,7 @@ from v7.core.registry import PluginSource, Registry, load_registry
 # Every built-in plugin; `test_every_entry_point_is_a_known_builtin` keeps this and pyproject.toml in step.
 BUILTINS = {
     ("feed", "replay"), ("feed", "coinbase"), ("feed", "coingecko"), ("formatter", "markdown"),
-    ("synthesizer", "consensus"), ("synthesizer", "deepseek"), ("sink", "sqlite"), ("sink", "jsonl"),
+    ("synthesizer", "consensus"), ("synthesizer", "deepseek"), ("synthesizer", "learned"), ("sink", "sqlite"), ("sink", "jsonl"), ("sink", "notify"),
     ("theory", "hurst_exponent"), ("theory", "shannon_entropy"), ("theory", "markov_regime"),
     ("theory", "kalman_filter"), ("theory", "monte_carlo"),
 }

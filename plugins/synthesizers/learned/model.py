@@ -1,0 +1,203 @@
+"""One fitted model: LightGBM or a logistic regression, then a calibration map from its raw score to P(up).
+
+The training rows are in time order. The last `calibration_share` of them calibrate, the rest fit,
+and the fitting rows whose label window reaches into the calibration slice are purged: the
+calibration never sees a row whose outcome the fit already knew. Isotonic regression needs about
+1,000 independent points to be stable, and `horizon` overlapping labels count about as one, so
+`calibration = "auto"` uses Platt scaling below rows ÷ horizon = 1,000.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import LearnedConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+ISOTONIC_MIN = 1000  # independent calibration labels `calibration = "auto"` wants before it picks isotonic over Platt
+EPSILON = 1e-3  # probabilities are kept in [ε, 1 − ε]: a calibration map fitted on finite data never knows for sure
+
+
+class TrainingError(Exception):
+    """Too few rows, or a single class: no model can be fitted from these rows."""
+
+
+@dataclass
+class Calibration:
+    method: str  # "isotonic" or "platt"
+    rows: int
+    x: list[float] = field(default_factory=list)  # isotonic: the map's knots (raw score -> probability)
+    y: list[float] = field(default_factory=list)
+    a: float = 0.0  # platt: P = 1 / (1 + exp(-(a·logit(raw) + b)))
+    b: float = 0.0
+
+    def apply(self, raw: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        if self.method == "isotonic":
+            p = np.interp(raw, self.x, self.y)
+        else:
+            p = 1.0 / (1.0 + np.exp(-(self.a * _logit(raw) + self.b)))
+        return np.clip(p, EPSILON, 1 - EPSILON)
+
+
+@dataclass
+class FittedModel:
+    kind: str
+    names: list[str]
+    calibration: Calibration
+    trained_rows: int
+    first_time: int
+    last_time: int
+    last_label_time: int
+    threshold_return: float | None  # target = "quantile": the forward return that splits up from down
+    base_rate: float  # share of "up" among the training rows
+    importances: dict[str, float]
+    booster_text: str = ""  # lightgbm: the booster as LightGBM's own text format
+    coef: list[float] = field(default_factory=list)  # logistic: on standardised features
+    intercept: float = 0.0
+    centre: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    _booster: Any = field(default=None, repr=False, compare=False)
+
+    def raw(self, x: "np.ndarray") -> "np.ndarray":
+        """The uncalibrated P(up) of each row of `x` (n × len(names))."""
+        import numpy as np
+
+        if self.kind == "lightgbm":
+            return np.asarray(self.booster().predict(x, num_threads=1), dtype=np.float64)
+        z = self._standardised(x)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    def probability(self, x: "np.ndarray") -> "np.ndarray":
+        return self.calibration.apply(self.raw(x))
+
+    def contributions(self, x: "np.ndarray") -> "np.ndarray":
+        """Each feature's push on the raw log-odds of one row (LightGBM's SHAP values, or coefficient × value)."""
+        import numpy as np
+
+        if self.kind == "lightgbm":
+            return np.asarray(self.booster().predict(x.reshape(1, -1), pred_contrib=True, num_threads=1))[0, :-1]
+        return (self._standardised(x.reshape(1, -1)) * np.asarray(self.coef))[0]
+
+    def booster(self) -> Any:
+        if self._booster is None:
+            import lightgbm
+
+            self._booster = lightgbm.Booster(model_str=self.booster_text)
+        return self._booster
+
+    def _standardised(self, x: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        centre = np.asarray(self.centre)
+        filled = np.where(np.isnan(x), centre, x)
+        return (filled - centre) / np.asarray(self.scale)
+
+
+def labels_of(forward: "np.ndarray", cfg: LearnedConfig) -> tuple["np.ndarray", float | None]:
+    """1 = up, 0 = down, from forward log returns; with target = "quantile", up = above the rows' quantile."""
+    import numpy as np
+
+    if cfg.target == "quantile":
+        cut = float(np.quantile(forward, cfg.target_quantile))
+        return (forward > cut).astype(np.float64), cut
+    return (forward > 0).astype(np.float64), None
+
+
+def fit(x: "np.ndarray", forward: "np.ndarray", times: "np.ndarray", label_times: "np.ndarray", names: list[str],
+        cfg: LearnedConfig, threads: int) -> FittedModel:
+    """Fit on the older rows, calibrate on the newest `calibration_share`; see the module docstring."""
+    import numpy as np
+
+    n = x.shape[0]
+    if n < cfg.min_train:
+        raise TrainingError(f"{n} labelled rows; the first model needs {cfg.min_train} (min_train)")
+    y, cut = labels_of(forward, cfg)
+    calibrating = max(20, int(round(n * cfg.calibration_share)))
+    start = n - calibrating
+    fitting = np.nonzero(label_times[:start] < times[start])[0]  # purged: labels known before the calibration slice starts
+    if fitting.shape[0] < 20 or len(set(y[fitting].tolist())) < 2 or len(set(y[start:].tolist())) < 2:
+        raise TrainingError(f"the training rows hold a single class or too few rows to fit ({fitting.shape[0]}) and calibrate ({calibrating})")
+    fitted = _fit_lightgbm(x[fitting], y[fitting], names, cfg, threads) if cfg.model == "lightgbm" else _fit_logistic(x[fitting], y[fitting], names, cfg)
+    fitted.calibration = _calibrate(fitted.raw(x[start:]), y[start:], cfg)
+    fitted.trained_rows, fitted.first_time, fitted.last_time = n, int(times[0]), int(times[-1])
+    fitted.last_label_time, fitted.threshold_return, fitted.base_rate = int(label_times[-1]), cut, float(y.mean())
+    return fitted
+
+
+def _fit_lightgbm(x: "np.ndarray", y: "np.ndarray", names: list[str], cfg: LearnedConfig, threads: int) -> FittedModel:
+    import lightgbm
+    import numpy as np
+
+    params = {
+        "objective": "binary", "learning_rate": cfg.learning_rate, "num_leaves": cfg.leaves, "min_data_in_leaf": cfg.min_leaf_rows,
+        "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": cfg.l2, "seed": cfg.seed,
+        "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1,
+    }
+    booster = lightgbm.train(params, lightgbm.Dataset(x, label=y, free_raw_data=True), num_boost_round=cfg.trees)
+    gain = np.asarray(booster.feature_importance(importance_type="gain"), dtype=np.float64)
+    model = FittedModel(
+        kind="lightgbm", names=list(names), calibration=Calibration("platt", 0), trained_rows=0, first_time=0, last_time=0,
+        last_label_time=0, threshold_return=None, base_rate=0.0, importances=_normalised(names, gain), booster_text=booster.model_to_string(),
+    )
+    model._booster = booster
+    return model
+
+
+def _fit_logistic(x: "np.ndarray", y: "np.ndarray", names: list[str], cfg: LearnedConfig) -> FittedModel:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():  # a column without any value has no median: it is centred at 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nan_to_num(np.nanmedian(x, axis=0), nan=0.0)
+    filled = np.where(np.isnan(x), centre, x)
+    scale = filled.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    regression = LogisticRegression(C=1.0 / max(cfg.l2, 1e-6), max_iter=2000)
+    regression.fit((filled - centre) / scale, y)
+    coef = regression.coef_[0]
+    return FittedModel(
+        kind="logistic", names=list(names), calibration=Calibration("platt", 0), trained_rows=0, first_time=0, last_time=0,
+        last_label_time=0, threshold_return=None, base_rate=0.0, importances=_normalised(names, np.abs(coef)),
+        coef=coef.tolist(), intercept=float(regression.intercept_[0]), centre=centre.tolist(), scale=scale.tolist(),
+    )
+
+
+def _calibrate(raw: "np.ndarray", y: "np.ndarray", cfg: LearnedConfig) -> Calibration:
+    import numpy as np
+
+    # Overlapping labels: `horizon` consecutive rows share most of their outcome, so the slice holds about
+    # rows ÷ horizon independent ones; isotonic regression on fewer than ~1,000 of those fits noise.
+    independent = raw.shape[0] / max(1, cfg.horizon)
+    method = cfg.calibration if cfg.calibration != "auto" else ("isotonic" if independent >= ISOTONIC_MIN else "platt")
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        return Calibration("isotonic", int(raw.shape[0]), x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_])
+    from sklearn.linear_model import LogisticRegression
+
+    # Each row weighs 1/horizon (the slice holds ~rows ÷ horizon independent labels) against an L2 penalty
+    # (C = 1): a slope learned from few independent outcomes shrinks towards "says nothing" (the base rate).
+    weights = np.full(raw.shape[0], 1.0 / max(1, cfg.horizon))
+    platt = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y, sample_weight=weights)
+    return Calibration("platt", int(raw.shape[0]), a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+
+
+def _logit(p: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    q = np.clip(p, EPSILON, 1 - EPSILON)
+    return np.log(q / (1 - q))
+
+
+def _normalised(names: list[str], values: "np.ndarray") -> dict[str, float]:
+    total = float(values.sum())
+    return {n: float(v) / total for n, v in zip(names, values)} if total > 0 and math.isfinite(total) else {n: 0.0 for n in names}

@@ -1,0 +1,113 @@
+"""The `learned` synthesizer: walk-forward per symbol, a calibrated P(up), BUY / SELL / HOLD by threshold."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from v7 import GRANULARITY_SECONDS, Synthesis, SynthesisFailed, SynthesisRequest, Synthesizer, format_utc
+
+from .config import LearnedConfig
+from .features import MissingFeature, bar_features
+from .learner import SymbolLearner
+from .modelfile import load, save
+
+
+class LearnedSynthesizer(Synthesizer):
+    name = "learned"
+    version = "1.0"
+    learns = True
+    calibrated = True
+    confidence_meaning = (
+        "BUY/SELL: the calibrated probability (isotonic or Platt, fitted on the newest slice of each training window) that the "
+        "close `horizon` bars later is on the named side; HOLD: the probability of the likelier side, below `threshold`: the same scale"
+    )
+    Config = LearnedConfig
+
+    def __init__(self, config: LearnedConfig | None = None) -> None:
+        super().__init__(config)
+        cfg: LearnedConfig = self.config
+        self._learners: dict[str, SymbolLearner] = {}
+        self._details: dict[str, Any] | None = None
+        self._saved: dict[str, Any] = {}
+        if cfg.model_path:
+            self._details, self._saved = load(Path(cfg.model_path).expanduser(), cfg)
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def synthesize(self, request: SynthesisRequest) -> Synthesis:
+        cfg: LearnedConfig = self.config
+        learner = self._learner(request.symbol, request.granularity)
+        candles = request.candles
+        try:
+            features = bar_features(request, cfg)
+            problem = None
+        except MissingFeature as exc:
+            features, problem = None, f"feature missing: {exc}"
+        if candles is not None and len(candles):
+            learner.show(int(candles.timestamp[-1]), float(candles.close[-1]), features, candles.timestamp, candles.close)
+        if problem is not None:
+            raise SynthesisFailed(problem)
+        model = learner.model
+        if model is None:
+            # Collecting the first rows is the expected state of a new learner, not a failure worth a warning per bar.
+            raise SynthesisFailed(learner.last_problem or f"no model for {request.symbol} yet", quiet=learner.warming_up)
+        x = learner.table.vector(features or {}, model.names)
+        p_up = float(model.probability(x.reshape(1, -1))[0])
+        if p_up >= cfg.threshold:
+            direction, confidence, rule = "BUY", p_up, "P(up) ≥ threshold"
+        elif p_up <= 1 - cfg.threshold:
+            direction, confidence, rule = "SELL", 1 - p_up, "P(up) ≤ 1 − threshold"
+        else:
+            direction, confidence, rule = "HOLD", max(p_up, 1 - p_up), "P(up) inside the threshold band"
+        return Synthesis(direction=direction, confidence=confidence, reasoning=self._reasoning(model, x, p_up), decided_by=rule)
+
+    def _reasoning(self, model: Any, x: Any, p_up: float) -> str:
+        cfg: LearnedConfig = self.config
+        what = "up" if cfg.target == "sign" else f"above the training {cfg.target_quantile:g} quantile"
+        text = (
+            f"P({what} over {cfg.horizon} bars) = {p_up:.3f} ({model.kind}, {model.calibration.method} calibration on "
+            f"{model.calibration.rows:,} bars; trained on {model.trained_rows:,} bars to {format_utc(model.last_time)}, base rate {model.base_rate:.3f})"
+        )
+        if cfg.explain:
+            pushes = model.contributions(x)
+            order = sorted(range(len(pushes)), key=lambda i: -abs(pushes[i]))[: cfg.explain]
+            named = ", ".join(f"{model.names[i]} {pushes[i]:+.3f}" for i in order if pushes[i] != 0)
+            if named:
+                text += f". Moved most by (log-odds): {named}"
+        return text
+
+    def _learner(self, symbol: str, granularity: str) -> SymbolLearner:
+        learner = self._learners.get(symbol)
+        if learner is None:
+            cfg: LearnedConfig = self.config
+            table, model = self._saved.get(symbol, (None, None))
+            threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+            learner = SymbolLearner(cfg, int(GRANULARITY_SECONDS.get(granularity, 3600)), threads, table, model, learn=cfg.retrain_live or not cfg.model_path)
+            self._learners[symbol] = learner
+        return learner
+
+    # -- optional capabilities ----------------------------------------------------------------
+
+    def importances(self) -> dict[str, dict[str, float]]:
+        return {s: dict(sorted(l.model.importances.items(), key=lambda kv: -kv[1])) for s, l in self._learners.items() if l.model is not None}
+
+    def model_details(self) -> dict[str, Any] | None:
+        return self._details
+
+    def save_model(self, path: Path, details: dict[str, Any]) -> None:
+        """Retrain each symbol on every row known by its last bar (the freshest model), then write the file."""
+        for learner in self._learners.values():
+            if learner.table.rows:
+                learner.shown_since_training = learner.shown_since_training or 0
+                learner._train(int(learner.table.times[learner.table.rows - 1]))
+        from importlib.metadata import PackageNotFoundError, version
+
+        libraries = {}
+        for package in ("lightgbm", "scikit-learn", "numpy"):
+            try:
+                libraries[package] = version(package)
+            except PackageNotFoundError:
+                libraries[package] = None
+        save(Path(path), self.config, self._learners, {**details, "libraries": libraries})
