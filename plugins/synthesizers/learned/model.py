@@ -42,7 +42,7 @@ class Calibration:
         if self.method == "isotonic":
             p = np.interp(raw, self.x, self.y)
         else:
-            p = 1.0 / (1.0 + np.exp(-(self.a * _logit(raw) + self.b)))
+            p = _sigmoid(self.a * _logit(raw) + self.b)
         return np.clip(p, EPSILON, 1 - EPSILON)
 
 
@@ -72,7 +72,7 @@ class FittedModel:
         if self.kind == "lightgbm":
             return np.asarray(self.booster().predict(x, num_threads=1), dtype=np.float64)
         z = self._standardised(x)
-        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+        return _sigmoid(z @ np.asarray(self.coef) + self.intercept)
 
     def probability(self, x: "np.ndarray") -> "np.ndarray":
         return self.calibration.apply(self.raw(x))
@@ -189,6 +189,13 @@ def _calibrate(raw: "np.ndarray", y: "np.ndarray", cfg: LearnedConfig) -> Calibr
     weights = np.full(raw.shape[0], 1.0 / max(1, cfg.horizon))
     platt = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y, sample_weight=weights)
     return Calibration("platt", int(raw.shape[0]), a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+
+
+def _sigmoid(z: "np.ndarray") -> "np.ndarray":
+    """1 / (1 + e^−z) without overflow: a standardised feature far outside the training range gives a huge z."""
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))
 
 
 def _logit(p: "np.ndarray") -> "np.ndarray":
