@@ -109,3 +109,87 @@ def calibration_of(runs, horizon: int = 1):
     share = float(np.mean(up))
     base = np.where(np.array(buy), share, 1 - share)
     return calibration(np.array(confidence), np.array(hit, dtype=float), base)
+
+
+# -- test-only plugins ----------------------------------------------------------------------------
+
+from v7 import InsufficientData, Synthesis, SynthesisFailed, SynthesisRequest, Synthesizer, Theory, TheoryFinding, hookimpl  # noqa: E402
+
+
+class PeekingLearner(Synthesizer):
+    """Declares that it learns, and cheats: reads the next close through the memory behind its window (a view's `.base`)."""
+
+    name = "peeking_learner"
+    version = "1.0"
+    learns = True
+
+    def synthesize(self, request: SynthesisRequest) -> Synthesis:
+        candles = request.candles
+        stamps, closes = candles.timestamp, candles.close
+        if isinstance(closes.base, np.ndarray) and closes.base.ndim == 1 and isinstance(stamps.base, np.ndarray):
+            stamps, closes = stamps.base, closes.base
+        i = int(np.searchsorted(stamps, candles.timestamp[-1]))
+        if i + 1 >= closes.shape[0]:
+            return Synthesis(direction="HOLD", confidence=0.5, reasoning="nothing after this bar")
+        up = closes[i + 1] > closes[i]
+        return Synthesis(direction="BUY" if up else "SELL", confidence=0.9, reasoning="read the next close")
+
+
+class GappyTheory(Theory):
+    """Answers on most bars; insufficient data on every 7th hour, so the learned synthesizer's features go missing there."""
+
+    name = "gappy"
+    version = "1.0"
+    default_min_candles = 5
+
+    def analyze(self, candles):
+        hour = int(candles.timestamp[-1]) // HOUR
+        if hour % 7 == 0:
+            raise InsufficientData("every 7th hour")
+        step = float(np.log(candles.close[-1] / candles.close[-2]))
+        return TheoryFinding(bias=max(-1.0, min(1.0, step * 50)), confidence=0.5, label="up" if step > 0 else "down",
+                             interpretation="The last step.", metrics={"step": step})
+
+
+class LearnedTestPlugins:
+    @hookimpl
+    def register_theories(self, register):
+        register(GappyTheory)
+
+    @hookimpl
+    def register_synthesizers(self, register):
+        register(PeekingLearner)
+
+
+def make_learned_registry():
+    """The installed plugins, tests/plugin_samples.py's and the two above (module level: a spawned process can rebuild it)."""
+    from plugin_samples import SamplePlugin
+    from v7.core.registry import PluginSource, load_registry
+
+    return load_registry([
+        (SamplePlugin(), PluginSource("sample-plugins", "v7-sample-tests", "1.0")),
+        (LearnedTestPlugins(), PluginSource("learned-test-plugins", "v7-learned-tests", "1.0")),
+    ])
+
+
+def request_at(candles: CandleSeries, t: int, results=(), lookback: int = LOOKBACK) -> SynthesisRequest:
+    """The request a backtest makes at bar t: the window of `lookback` candles up to t, own copies (nothing after t exists)."""
+    window = candles.slice(max(0, t + 1 - lookback), t + 1)
+    window = CandleSeries(symbol=window.symbol, granularity=window.granularity,
+                          **{k: np.array(getattr(window, k), copy=True) for k in ("timestamp", "open", "high", "low", "close", "volume")})
+    return SynthesisRequest(symbol=candles.symbol, granularity=candles.granularity, bar_time=window.last_time,
+                            price=window.last_price, results=list(results), candles=window)
+
+
+def drive(synthesizer, candles: CandleSeries, start: int = LOOKBACK - 1, on_bar=None):
+    """Show the synthesizer every bar from `start` in order; per bar (t, Synthesis or the SynthesisFailed)."""
+    out = []
+    for t in range(start, len(candles)):
+        try:
+            answer = synthesizer.synthesize(request_at(candles, t))
+        except SynthesisFailed as exc:
+            answer = exc
+        out.append((t, answer))
+        if on_bar is not None:
+            on_bar(t, answer)
+    return out
