@@ -37,6 +37,22 @@ def _to_unix_seconds(values: "pd.Series") -> "pd.Series":
     return numeric.where(numeric.notna(), seconds)
 
 
+def _numeric_block(frame: "pd.DataFrame") -> "tuple[np.ndarray, ...] | None":
+    """timestamp, open, high, low, close, volume as float64 arrays when every column of the frame is
+    numeric and the timestamps hold no gap (NaN); None otherwise (the column-by-column path)."""
+    import numpy as np
+
+    names = list(frame.columns)
+    if len(set(names)) != len(names) or not set(COLUMNS) <= set(names) or any(d.kind not in "iuf" for d in frame.dtypes):
+        return None
+    block = frame.to_numpy(dtype="float64")
+    position = {name: i for i, name in enumerate(names)}
+    stamps = block[:, position["timestamp"]]
+    if np.isnan(stamps).any():
+        return None
+    return tuple(np.ascontiguousarray(block[:, position[name]]) for name in COLUMNS)
+
+
 def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, source: str = "") -> CandleSeries:
     """Sort, de-duplicate and drop invalid rows; the reasons and counts are logged, not hidden.
 
@@ -52,20 +68,25 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
     if missing:
         raise CandleDataError(f"{source or symbol}: missing column(s) {', '.join(missing)}; expected header {','.join(COLUMNS)}")
 
-    def numbers(column: str) -> "np.ndarray":
-        values = frame[column]
-        if values.dtype.kind in "fiu":
-            return values.to_numpy(dtype="float64")
-        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
-
-    raw = frame["timestamp"]
-    if raw.dtype.kind in "iuf" and not raw.isna().any():  # numbers already: no pandas conversion
-        stamps = raw.to_numpy(dtype="float64")
+    arrays = _numeric_block(frame)
+    if arrays is not None:  # every column a number already: one conversion, no pandas Series per column
+        stamps, open_, high, low, close, volume = arrays
         stamps = np.where(stamps < 1e11, stamps, stamps // 1000)  # milliseconds, a common slip
     else:
-        stamps = _to_unix_seconds(raw).to_numpy(dtype="float64")
-    open_, high, low, close = (numbers(c) for c in ("open", "high", "low", "close"))
-    volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
+        def numbers(column: str) -> "np.ndarray":
+            values = frame[column]
+            if values.dtype.kind in "fiu":
+                return values.to_numpy(dtype="float64")
+            return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+
+        raw = frame["timestamp"]
+        if raw.dtype.kind in "iuf" and not raw.isna().any():  # numbers already: no pandas conversion
+            stamps = raw.to_numpy(dtype="float64")
+            stamps = np.where(stamps < 1e11, stamps, stamps // 1000)
+        else:
+            stamps = _to_unix_seconds(raw).to_numpy(dtype="float64")
+        open_, high, low, close = (numbers(c) for c in ("open", "high", "low", "close"))
+        volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
     alive = np.ones(len(frame), dtype=bool)
     dropped: dict[str, int] = {}
 
@@ -77,8 +98,20 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
             alive[hit] = False
 
     with np.errstate(invalid="ignore"):
-        drop(np.isnan(stamps), "unreadable timestamp")
         prices = np.stack([open_, high, low, close])
+        clean = arrays is not None and len(stamps) > 1 and bool(
+            (np.diff(stamps) > 0).all() and np.isfinite(prices).all() and (prices > 0).all()
+            and (high >= np.maximum(open_, close)).all() and (low <= np.minimum(open_, close)).all()
+            and np.isfinite(volume).all() and (volume >= 0).all()
+        )
+    if clean:  # the common case, sorted and valid: the block's own copies, no row selection
+        timestamps = stamps.astype("int64")
+        return CandleSeries(
+            symbol=symbol, granularity=granularity, timestamp=timestamps, open=open_, high=high, low=low, close=close, volume=volume,
+            gaps=count_gaps(timestamps, GRANULARITY_SECONDS.get(granularity)), dropped={},
+        )
+    with np.errstate(invalid="ignore"):
+        drop(np.isnan(stamps), "unreadable timestamp")
         drop(~np.isfinite(prices).all(axis=0), "non-finite price")
         drop((prices <= 0).any(axis=0), "non-positive price")
         drop(high < np.maximum(open_, close), "high below open/close")

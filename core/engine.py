@@ -24,6 +24,7 @@ from .resume import resume_feeds
 from .run_problems import RunProblems
 from .scheduler import Scheduler
 
+from .theories_together import run_theories
 from .trained import check_trained
 from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
 
@@ -112,7 +113,7 @@ class Pipeline:
     def analyze(self, candles: CandleSeries, only: set[str] | None = None) -> list[TheoryResult]:
         """Every theory's result in config order; `only` = just the theories of those names (the rest are known)."""
         timeout = self.config.engine.theory_timeout_seconds
-        return [run_theory(theory, candles, timeout) for theory in self.theories if only is None or theory.name in only]
+        return run_theories([theory for theory in self.theories if only is None or theory.name in only], candles, timeout)
 
     def build_prompt(self, request: PromptRequest) -> str:
         prompt = ""

@@ -63,6 +63,10 @@ class _TheoryWorker:
         self.jobs.put((job, outcome))
 
 
+# Theories abandoned after a time-out by `run_theories` while their call still runs: they answer
+# `error` at once meanwhile, as a busy worker's theory does here.
+hung_theories: "weakref.WeakSet[Theory]" = weakref.WeakSet()
+
 # One worker per theory per calling thread: symbols processed in parallel never queue behind
 # each other, so a theory's time limit measures its own work only.
 _workers = threading.local()
@@ -123,7 +127,7 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
 
     started = time.perf_counter()
     worker = theory_worker(theory)
-    if worker.busy.is_set():
+    if worker.busy.is_set() or theory in hung_theories:
         message = "its previous call timed out and is still running"
         return TheoryResult(**base, status="error", message=message, interpretation=message)
     worker.submit(target, outcome)

@@ -72,3 +72,28 @@ def test_a_forming_bar_dates_the_signal_by_its_data():
     forming = replace(closed, as_of=3600 + 900)
     assert forming.signal_time == datetime.fromtimestamp(4500, timezone.utc)
     assert forming.tail(1).as_of == 4500 and forming.slice(0, 1).as_of is None
+
+
+def test_the_all_numeric_fast_path_equals_the_column_by_column_path():
+    rng = np.random.default_rng(3)
+    close = 100 + np.cumsum(rng.normal(0, 1, 200))
+    frame = pd.DataFrame({
+        "timestamp": 3600 * np.arange(200), "open": close, "high": close + 1, "low": close - 1, "close": close, "volume": rng.uniform(1, 5, 200),
+    })
+    fast = series_from_frame(frame, "BTC-USD", "1h")
+    slow = series_from_frame(frame.assign(note="text"), "BTC-USD", "1h")  # a text column: the column-by-column path
+    for name in ("timestamp", "open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert (fast.gaps, fast.dropped) == (slow.gaps, slow.dropped) == (0, {})
+    frame.loc[0, "close"] = -1.0  # the series owns its arrays: editing the frame afterwards changes nothing
+    assert fast.close[0] == close[0]
+
+
+def test_unsorted_or_invalid_numeric_frames_still_go_through_every_check():
+    frame = pd.DataFrame({
+        "timestamp": [7200, 0, 3600, 3600], "open": [1.0, 1.0, 1.0, 1.0], "high": [1.0, 1.0, 0.5, 1.0],
+        "low": [1.0, 1.0, 1.0, 1.0], "close": [1.0, 1.0, 1.0, 1.0], "volume": [1.0, 1.0, 1.0, 1.0],
+    })
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    assert series.timestamp.tolist() == [0, 3600, 7200]
+    assert series.dropped == {"high below open/close": 1}
