@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .components import ENV_NAME_PATTERN, PluginConfig
 from .models import GRANULARITY_SECONDS
+from .portfolio.config import PortfolioConfig
 from .registry import KIND_SECTION, Registry
 
 # What runs when the config does not say: the one place that names built-in plugins. The synthesizer
@@ -181,6 +182,7 @@ class V7Config:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     enabled: dict[str, list[str]] = field(default_factory=dict)
     plugin_configs: dict[tuple[str, str], PluginConfig] = field(default_factory=dict)
     synthesizer: str = ""
@@ -212,6 +214,7 @@ class V7Config:
             "backtest": self.backtest.model_dump(mode="json", exclude_none=True),
             "stats": self.stats.model_dump(mode="json"),
             "plugins": self.plugins.model_dump(mode="json"),
+            "portfolio": self.portfolio.model_dump(mode="json"),
         }
 
     def config_hash(self) -> str:
@@ -226,6 +229,8 @@ class V7Config:
         data.pop("backtest", None)
         data.pop("stats", None)
         data.pop("plugins", None)
+        if not self.portfolio.enabled:  # off: the signals, and so the hash, are as without the section
+            data.pop("portfolio", None)
         data.pop("sinks", None)  # where a signal is stored does not shape it
         data["engine"] = {k: v for k, v in data["engine"].items() if k not in ENGINE_TRANSPORT_FIELDS}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -320,12 +325,14 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     raw = dict(raw)
 
     known_sections = {"engine", "logging", "backtest", "stats", "plugins", *KIND_SECTION.values()}
+    known_sections.add("portfolio")
     for section in raw:
         if section not in known_sections:
             problems.append(f"{where}: {section}: unknown section; expected one of {', '.join(sorted(known_sections))}")
 
     for key, model in (
         ("engine", EngineConfig), ("logging", LoggingConfig), ("backtest", BacktestConfig), ("stats", StatsConfig), ("plugins", PluginsConfig),
+        ("portfolio", PortfolioConfig),
     ):
         value = raw.get(key, {})
         if not isinstance(value, dict):
