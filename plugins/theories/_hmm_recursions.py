@@ -129,26 +129,37 @@ def em_many(xs: "np.ndarray", starts: list[HmmParams], n_iter: int, tol: float) 
             f0 = np.empty_like(p0)
             f1 = np.empty_like(p0)
             scaling = np.empty_like(p0)
+            # The recursions write into preallocated rows (`out=`): the same operations in the same
+            # order as the plain expressions, so the same bits, without a temporary per step.
             u0, u1 = s[:, 0] * p0[0], s[:, 1] * p1[0]
+            tmp = np.empty_like(u0)
+            mul, add, div = np.multiply, np.add, np.divide
             for t in range(length):
                 if t:
                     v0, v1 = f0[t - 1], f1[t - 1]
-                    u0 = (v0 * a00 + v1 * a10) * p0[t]
-                    u1 = (v0 * a01 + v1 * a11) * p1[t]
-                k = 1.0 / (u0 + u1)
-                scaling[t] = k
-                f0[t] = u0 * k
-                f1[t] = u1 * k
+                    mul(v0, a00, out=u0)
+                    add(u0, mul(v1, a10, out=tmp), out=u0)
+                    mul(u0, p0[t], out=u0)
+                    mul(v0, a01, out=u1)
+                    add(u1, mul(v1, a11, out=tmp), out=u1)
+                    mul(u1, p1[t], out=u1)
+                k = div(1.0, add(u0, u1, out=tmp), out=scaling[t])
+                mul(u0, k, out=f0[t])
+                mul(u1, k, out=f1[t])
             log_prob = -np.log(scaling).sum(axis=0)
             g0 = np.empty_like(p0)
             g1 = np.empty_like(p0)
             g0[-1] = scaling[-1]
             g1[-1] = scaling[-1]
+            w0, w1 = np.empty_like(u0), np.empty_like(u0)
             for t in range(length - 2, -1, -1):
-                w0 = p0[t + 1] * g0[t + 1]
-                w1 = p1[t + 1] * g1[t + 1]
-                g0[t] = (a00 * w0 + a01 * w1) * scaling[t]
-                g1[t] = (a10 * w0 + a11 * w1) * scaling[t]
+                mul(p0[t + 1], g0[t + 1], out=w0)
+                mul(p1[t + 1], g1[t + 1], out=w1)
+                row0, row1 = g0[t], g1[t]
+                add(mul(a00, w0, out=row0), mul(a01, w1, out=tmp), out=row0)
+                mul(row0, scaling[t], out=row0)
+                add(mul(a10, w0, out=row1), mul(a11, w1, out=tmp), out=row1)
+                mul(row1, scaling[t], out=row1)
             w0 = p0[1:] * g0[1:]
             w1 = p1[1:] * g1[1:]
             xi00 = (f0[:-1] * a00 * w0).sum(axis=0)
