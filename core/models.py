@@ -110,8 +110,9 @@ class CandleSeries:
         """The last `n` candles (all of them when there are fewer)."""
         return self.slice(max(0, len(self) - n), len(self))
 
-    def slice(self, start: int, stop: int) -> "CandleSeries":
-        """Bars `start:stop`; `gaps` is recounted inside the slice so it says nothing about later bars."""
+    def slice(self, start: int, stop: int, gaps: int | None = None) -> "CandleSeries":
+        """Bars `start:stop`; `gaps` is recounted inside the slice so it says nothing about later bars
+        (pass it when known: `gap_counts` answers it for any slice in O(1))."""
         timestamp = self.timestamp[start:stop]
         return CandleSeries(
             symbol=self.symbol,
@@ -122,9 +123,19 @@ class CandleSeries:
             low=self.low[start:stop],
             close=self.close[start:stop],
             volume=self.volume[start:stop],
-            gaps=count_gaps(timestamp, GRANULARITY_SECONDS.get(self.granularity)),
+            gaps=count_gaps(timestamp, GRANULARITY_SECONDS.get(self.granularity)) if gaps is None else gaps,
             as_of=self.as_of if stop >= len(self) else None,
         )
+
+    def gap_counts(self) -> "np.ndarray":
+        """Missing bars before each bar, cumulated: `slice(a, b)` holds `g[b - 1] - g[a]` gaps (b > a)."""
+        import numpy as np
+
+        step = GRANULARITY_SECONDS.get(self.granularity)
+        out = np.zeros(len(self), dtype=np.int64)
+        if step and len(self) > 1:
+            np.cumsum((np.diff(self.timestamp) // step - 1).clip(min=0), out=out[1:])
+        return out
 
     def to_frame(self) -> "pd.DataFrame":
         import pandas as pd

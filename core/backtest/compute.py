@@ -148,8 +148,11 @@ def signals_for(
     # Digests a theory at a time over the chunk: one numpy pass instead of a formatting per result.
     digests = [metrics_digests([bar[k].metrics for bar in results]) for k in range(len(pipeline.theories))]
     outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
-    # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no copy.
-    return [synthesize_bar(pipeline, history.slice(max(0, t + 1 - lookback), t + 1), r, t, o) for t, r, o in zip(indices, results, outcomes)]
+    # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no
+    # copy, and its gaps from one cumulated count instead of a recount per bar.
+    gaps = history.gap_counts()
+    windows = (history.slice(lo, t + 1, int(gaps[t] - gaps[lo])) for lo, t in ((max(0, t + 1 - lookback), t) for t in indices))
+    return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, results, outcomes)]
 
 
 def theory_results_for(

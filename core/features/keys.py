@@ -35,6 +35,7 @@ def theory_key(config: "V7Config", theory_name: str, theory_version: str) -> str
 
 MASK = (1 << 64) - 1
 BASE = 0x100000001B3  # the polynomial's base (FNV's prime), odd: every power is invertible mod 2**64
+BASE_INVERSE = pow(BASE, -1, 1 << 64)
 COLUMN_FACTORS = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xA0761D6478BD642F, 0xE7037ED1A0B428DB)
 
 
@@ -56,18 +57,30 @@ def window_digests(history: "CandleSeries", indices: "list[int]", lookback: int)
     """The digest of the window at each bar t (the last `lookback` candles up to t), all at once.
 
     A polynomial hash over the row hashes, Σ h_i · BASE^(end−1−i) mod 2**64, read from prefix sums
-    in O(1) per window: the same value `window_digest` gives for that window on its own.
+    in O(1) per window: the same value `window_digest` gives for that window on its own. The prefix
+    sums are numpy's wrapping uint64 arithmetic: P[k] = BASE^(k−1) · Σ_{i<k} h_i · BASE^(−i), BASE
+    being odd and so invertible modulo 2**64.
     """
-    hashes = [int(h) for h in row_hashes(history)]
-    prefix = [0] * (len(hashes) + 1)
-    for i, h in enumerate(hashes):
-        prefix[i + 1] = (prefix[i] * BASE + h) & MASK
-    out = {}
-    for t in indices:
-        first, end = max(0, t + 1 - lookback), t + 1
-        value = (prefix[end] - prefix[first] * pow(BASE, end - first, 1 << 64)) & MASK
-        out[t] = _finish(value, end - first)
-    return out
+    import numpy as np
+
+    if not len(indices):
+        return {}
+    hashes = row_hashes(history)[: max(indices) + 1]
+    n = hashes.shape[0]
+    with np.errstate(over="ignore"):
+        steps = np.full(n + 1, BASE, dtype=np.uint64)
+        steps[0] = 1
+        powers = np.cumprod(steps, dtype=np.uint64)  # BASE^k
+        steps[1:] = BASE_INVERSE
+        inverse = np.cumprod(steps, dtype=np.uint64)  # BASE^-k
+        sums = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(hashes * inverse[:n], dtype=np.uint64, out=sums[1:])
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        prefix[1:] = powers[:n] * sums[1:]  # P[k] = BASE^(k-1) · S[k]
+        ends = np.asarray(indices, dtype=np.int64) + 1
+        firsts = np.maximum(0, ends - lookback)
+        values = prefix[ends] - prefix[firsts] * powers[ends - firsts]
+    return {t: _finish(int(v), int(e - f)) for t, v, e, f in zip(indices, values.tolist(), ends.tolist(), firsts.tolist())}
 
 
 def window_digest(window: "CandleSeries") -> str:

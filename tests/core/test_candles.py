@@ -97,3 +97,13 @@ def test_unsorted_or_invalid_numeric_frames_still_go_through_every_check():
     series = series_from_frame(frame, "BTC-USD", "1h")
     assert series.timestamp.tolist() == [0, 3600, 7200]
     assert series.dropped == {"high below open/close": 1}
+
+
+def test_gap_counts_answer_every_slice_as_a_recount_would():
+    stamps = [0, 3600, 7200, 18000, 21600, 36000, 39600]
+    frame = pd.DataFrame({"timestamp": stamps, "open": [1.0] * 7, "high": [1.0] * 7, "low": [1.0] * 7, "close": [1.0] * 7, "volume": [1.0] * 7})
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    counts = series.gap_counts()
+    for a in range(len(series)):
+        for b in range(a + 1, len(series) + 1):
+            assert series.slice(a, b, int(counts[b - 1] - counts[a])).gaps == series.slice(a, b).gaps
