@@ -123,6 +123,9 @@ class Theory(Component):
     directional: ClassVar[bool] = True
     """False for a theory that never states a direction (`bias` always None: entropy, VaR); the
     backtest then reports it as not directional instead of as silent."""
+    loss_metrics: ClassVar[dict[str, str]] = {}
+    """For a risk theory: which of its metrics are losses, as positive fractions of a unit position over its
+    horizon, under the keys "var" and "cvar" (`{"cvar": "cvar"}`); position sizing reads them for its loss budget."""
 
     @property
     def min_candles(self) -> int:

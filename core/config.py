@@ -22,6 +22,7 @@ from .components import ENV_NAME_PATTERN, PluginConfig
 from .models import GRANULARITY_SECONDS
 from .portfolio.config import PortfolioConfig
 from .registry import KIND_SECTION, Registry
+from .sizing.config import SizingConfig
 
 # What runs when the config does not say: the one place that names built-in plugins. The synthesizer
 # has no name here: by default the offline synthesizer (the one that declares `offline = True`)
@@ -183,6 +184,7 @@ class V7Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
+    sizing: SizingConfig = field(default_factory=SizingConfig)
     enabled: dict[str, list[str]] = field(default_factory=dict)
     plugin_configs: dict[tuple[str, str], PluginConfig] = field(default_factory=dict)
     synthesizer: str = ""
@@ -215,6 +217,7 @@ class V7Config:
             "stats": self.stats.model_dump(mode="json"),
             "plugins": self.plugins.model_dump(mode="json"),
             "portfolio": self.portfolio.model_dump(mode="json"),
+            "sizing": self.sizing.model_dump(mode="json"),  # in the hash: it shapes a signal's position
         }
 
     def config_hash(self) -> str:
@@ -324,7 +327,7 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     config = V7Config()
     raw = dict(raw)
 
-    known_sections = {"engine", "logging", "backtest", "stats", "plugins", *KIND_SECTION.values()}
+    known_sections = {"engine", "logging", "backtest", "stats", "plugins", "sizing", *KIND_SECTION.values()}
     known_sections.add("portfolio")
     for section in raw:
         if section not in known_sections:
@@ -333,6 +336,7 @@ def validate_config(raw: dict[str, Any], registry: Registry, where: str = "<conf
     for key, model in (
         ("engine", EngineConfig), ("logging", LoggingConfig), ("backtest", BacktestConfig), ("stats", StatsConfig), ("plugins", PluginsConfig),
         ("portfolio", PortfolioConfig),
+        ("sizing", SizingConfig),
     ):
         value = raw.get(key, {})
         if not isinstance(value, dict):

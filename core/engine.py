@@ -23,6 +23,7 @@ from .registry import Registry
 from .resume import resume_feeds
 from .run_problems import RunProblems
 from .scheduler import Scheduler
+from .sizing import sizing_for
 
 from .theories_together import run_theories
 from .trained import check_trained
@@ -232,6 +233,7 @@ class Pipeline:
         except Exception as exc:
             log.error("no synthesizer produced a signal; symbol skipped", error=f"{type(exc).__name__}: {exc}")
             return None
+        sizing = sizing_for(self, request, synthesis, synthesizer_name)
 
         return Signal(
             symbol=symbol,
@@ -252,6 +254,8 @@ class Pipeline:
             run_id=self.run_id,
             config_hash=self.config_hash,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            position=sizing.position,
+            sizing=sizing.rule,
         )
 
     def store(self, signal: Signal) -> Delivery:

@@ -330,6 +330,8 @@ class Signal(BaseModel):
     run_id: str | None = None
     config_hash: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    position: float = Field(default=0.0, ge=-1.0, le=1.0, description="suggested signed fraction of capital (docs/sizing.md); 0 for HOLD")
+    sizing: str | None = Field(default=None, description="how the position was sized, in a line")
 
 
 class RunInfo(BaseModel):

@@ -27,6 +27,7 @@ from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
 from ..features.keys import window_digests
 from ..models import CandleSeries, PromptRequest, TheoryResult
+from ..sizing import sizing_for
 from .history import load_histories, own_copy, signal_range
 from .learning import baseline_answer, compare_learned, learns
 from .llm import estimate_llm, is_llm, llm_usage
@@ -78,7 +79,7 @@ def synthesize_bar(
     return BarSignal(
         **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
         fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
-        baseline=baseline_answer(pipeline, request, synthesis, name),
+        baseline=baseline_answer(pipeline, request, synthesis, name), position=sizing_for(pipeline, request, synthesis, name).position,
     )
 
 

@@ -70,6 +70,7 @@ class MonteCarlo(Theory):
 
     name = "monte_carlo"
     directional = False  # never states a direction: it acts through the synthesizer
+    loss_metrics = {"var": "var", "cvar": "cvar"}  # positive fractional losses over `horizon` bars: sizing's loss budget
     version = "1.0"
     default_min_candles = 100
 
