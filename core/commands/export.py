@@ -4,6 +4,7 @@ One row per signal; each theory's result is flattened into columns named `<theor
 (`status`, `label`, `bias`, `confidence`, `elapsed_ms`, `message`) and `<theory>.<metric>` for
 each metric (a metric named like a field becomes `<theory>.metric.<name>`). Stage timings are
 `timings.<stage>` (`timings.sink` is the sink's own write time, `StoredSignal.sink_ms`, when it keeps one).
+`position` is the suggested signed fraction of capital and `sizing` how it was sized (docs/sizing.md).
 
 It reads through the sink's reader capability (see `v7 stats`: `--config`, `--sink`, `--db`), from
 `StoredSignal` objects, so any sink that can read back can be exported.
@@ -22,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..reading import SignalQuery, SignalReader, StoredSignal
 
 SIGNAL_COLUMNS = (
-    "id", "run_id", "symbol", "granularity", "bar_time", "created_at", "stored_at", "direction", "confidence", "price",
-    "synthesizer", "fallback_reason", "attempts", "reasoning", "config_hash", "prompt_tokens", "completion_tokens",
+    "id", "run_id", "symbol", "granularity", "bar_time", "created_at", "stored_at", "direction", "confidence", "position", "sizing",
+    "price", "synthesizer", "fallback_reason", "attempts", "reasoning", "config_hash", "prompt_tokens", "completion_tokens",
     "cache_hit_tokens", "cache_miss_tokens", "cost", "context", "context_error",
 )
 RESULT_FIELDS = ("status", "label", "bias", "confidence", "elapsed_ms", "message")
@@ -39,7 +40,8 @@ def signal_row(signal: "StoredSignal", with_prompt: bool = False) -> dict[str, A
         "id": signal.id, "run_id": signal.run_id, "symbol": signal.symbol, "granularity": signal.granularity,
         "bar_time": format_utc(signal.bar_time), "created_at": format_utc(signal.created_at),
         "stored_at": format_utc(signal.stored_at) if signal.stored_at is not None else None,
-        "direction": signal.direction, "confidence": signal.confidence, "price": signal.price,
+        "direction": signal.direction, "confidence": signal.confidence, "position": signal.position, "sizing": signal.sizing,
+        "price": signal.price,
         "synthesizer": signal.synthesizer, "fallback_reason": signal.fallback_reason, "attempts": signal.attempts,
         "reasoning": signal.reasoning, "config_hash": signal.config_hash,
         "prompt_tokens": usage.prompt_tokens if usage else None, "completion_tokens": usage.completion_tokens if usage else None,

@@ -2,9 +2,9 @@
 
 It reads through the sink's reader capability (`SignalReader.latest`, see `v7 stats` for
 `--config`, `--sink`, `--db`), so it works with any sink that can read back. Each signal takes a
-line of facts (bar time, symbol, direction, confidence, price, synthesizer) and its reasoning,
-wrapped under it and cut after a few lines; `--verbose` adds the theories' labels and the
-fallback's reason. Text from feeds and LLMs is printed as text, never as terminal markup.
+line of facts (bar time, symbol, direction, confidence, position as a % of capital, price,
+synthesizer) and its reasoning, wrapped under it and cut after a few lines; `--verbose` adds the
+theories' labels, how the position was sized and the fallback's reason. Text from feeds and LLMs is printed as text, never as terminal markup.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def signal_fields(signal: "StoredSignal") -> dict[str, Any]:
     return {
         "id": signal.id, "bar_time": format_utc(signal.bar_time), "created_at": format_utc(signal.created_at),
         "symbol": signal.symbol, "granularity": signal.granularity, "direction": signal.direction,
-        "confidence": signal.confidence, "price": signal.price, "synthesizer": signal.synthesizer,
+        "confidence": signal.confidence, "position": signal.position, "sizing": signal.sizing,
+        "price": signal.price, "synthesizer": signal.synthesizer,
         "fallback_reason": signal.fallback_reason, "reasoning": signal.reasoning,
         "theories": [
             {"theory": r.theory, "status": r.status, "label": r.label or None, "bias": r.bias, "confidence": r.confidence}
@@ -48,6 +49,11 @@ def _direction(value: str | None) -> str | None:
 
 def _price(value: float) -> str:
     return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
+
+
+def _position(value: float) -> str:
+    """A position as a signed % of capital (`+4.7%`, `-12.5%`), `0%` when flat."""
+    return f"{value:+.1%}" if value else "0%"
 
 
 def _wrapped(text: str, width: int, lines: int | None) -> list[str]:
@@ -77,14 +83,14 @@ def render(signals: list["StoredSignal"], location: str, verbose: bool) -> None:
     from .common import terminal_width
 
     console = Console(width=terminal_width(80), highlight=False, soft_wrap=False)
-    console.print(Text(f"{len(signals)} latest signal(s) from {location}, newest first (bar times UTC)"))
+    console.print(Text(f"{len(signals)} latest signal(s) from {location}, newest first (bar times UTC, positions in % of capital)"))
     width = console.width - 4
     for signal in signals:
         head = Text()
         head.append(format_utc(signal.bar_time)[:16].replace("T", " "))
         head.append(f"  {signal.symbol:<9} ")
         head.append(f"{signal.direction:<4}", style=f"bold {COLOURS[signal.direction]}")
-        head.append(f" {signal.confidence:4.2f}  {_price(signal.price):>12}  {signal.synthesizer}")
+        head.append(f" {signal.confidence:4.2f} {_position(signal.position):>6}  {_price(signal.price):>12}  {signal.synthesizer}")
         if signal.fallback_reason:
             head.append(" (fallback)", style="dim")
         head.truncate(console.width, overflow="ellipsis")
@@ -92,7 +98,7 @@ def render(signals: list["StoredSignal"], location: str, verbose: bool) -> None:
         for line in _wrapped(signal.reasoning, width, None if verbose else REASONING_LINES):
             console.print(Text(f"    {line}"))
         if verbose:
-            for label, value in (("theories", _theories(signal)), ("fallback", signal.fallback_reason)):
+            for label, value in (("theories", _theories(signal)), ("sizing", signal.sizing), ("fallback", signal.fallback_reason)):
                 if value:
                     for line in _wrapped(f"{label}: {value}", width, None):
                         console.print(Text(f"    {line}", style="dim"))
@@ -107,7 +113,7 @@ def render(signals: list["StoredSignal"], location: str, verbose: bool) -> None:
 @click.pass_obj
 def signals(ctx: Any, config_path: str | None, sink_name: str | None, db_path: str | None, hours: float | None,
             symbol: str | None, last: int, direction: str | None, as_json: bool, verbose: bool) -> None:
-    """Show the latest stored signals: time, symbol, direction, confidence, price, synthesizer and reasoning."""
+    """Show the latest stored signals: time, symbol, direction, confidence, position, price, synthesizer and reasoning."""
     opened = open_sink_reader(ctx, config_path, db_path, sink_name)
     query = signal_query(hours, symbol).model_copy(update={"direction": direction})
     try:

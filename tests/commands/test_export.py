@@ -39,6 +39,10 @@ def test_csv_of_a_real_run_reads_back_with_pandas(default_run):
     assert list(frame["direction"]) == [r[1] for r in rows]
     assert list(frame["confidence"]) == pytest.approx([r[2] for r in rows])
     assert list(frame["hurst_exponent.label"]) == [r[3] for r in rows]
+    # Every signal of the run was sized, and the export says how.
+    stored = db.execute("SELECT position, sizing FROM signals ORDER BY id").fetchall()
+    assert list(frame["position"]) == pytest.approx([r[0] for r in stored]) and list(frame["sizing"]) == [r[1] for r in stored]
+    assert frame["sizing"].notna().all() and ((frame["direction"] != "HOLD") | (frame["position"] == 0)).all()
     assert list(frame["hurst_exponent.hurst"]) == pytest.approx([json.loads(r[4])["hurst"] for r in rows])
     metrics = json.loads(db.execute("SELECT metrics FROM theory_results WHERE theory = 'monte_carlo' LIMIT 1").fetchone()[0])
     assert all(f"monte_carlo.{m}" in frame.columns or f"monte_carlo.metric.{m}" in frame.columns for m in metrics)
@@ -95,3 +99,28 @@ def test_a_metric_named_like_a_field_keeps_both(tmp_path):
     result = CliRunner().invoke(cli, ["export", "--db", str(tmp_path / "v7.db")])
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert frame.loc[0, "odd.confidence"] == 0.4 and frame.loc[0, "odd.metric.confidence"] == 0.9 and frame.loc[0, "odd.z"] == 1.0
+
+
+def test_the_position_is_exported_from_sqlite_and_jsonl_stores(tmp_path):
+    from sinks.factory import LogCapture, make_signal, run_info
+    from v7.plugins.sinks.jsonl import JsonlConfig, JsonlSink
+    from v7.plugins.sinks.sqlite import SqliteConfig, SqliteSink
+
+    signals = [
+        make_signal(0, direction="BUY", position=0.25, sizing="0.5 Kelly … → +0.250"),
+        make_signal(1, direction="SELL", position=-0.5, sizing="0.5 Kelly … → -0.500"),
+        make_signal(2, direction="HOLD", sizing="HOLD: no position"),
+    ]
+    for sink in (SqliteSink(SqliteConfig(path=tmp_path / "v7.db")), JsonlSink(JsonlConfig(path=str(tmp_path / "signals.jsonl")))):
+        sink.open(run_info(), LogCapture())
+        for signal in signals:
+            assert sink.write(signal)
+        sink.close()
+    runner = CliRunner()
+    for args in (["--db", str(tmp_path / "v7.db")], ["--sink", "jsonl", "--db", str(tmp_path / "signals.jsonl")]):
+        result = runner.invoke(cli, ["export", *args, "--format", "csv"])
+        assert result.exit_code == 0, result.output
+        frame = pd.read_csv(io.StringIO(result.stdout))
+        assert list(frame.columns[7:11]) == ["direction", "confidence", "position", "sizing"]
+        assert list(frame["position"]) == [0.25, -0.5, 0.0]
+        assert list(frame["sizing"]) == ["0.5 Kelly … → +0.250", "0.5 Kelly … → -0.500", "HOLD: no position"]

@@ -192,3 +192,23 @@ def test_100000_signals_through_the_cli(big_db):
     assert code == 0, err
     assert time.perf_counter() - started < 5.0
     assert [line.split()[2] for line in out.splitlines() if line.startswith("20")] == ["ETH-USD"] * 5
+
+
+def test_the_position_is_shown_in_80_columns_in_json_and_with_its_rule(tmp_path):
+    db = stored(tmp_path, [
+        make_signal(0, direction="HOLD", sizing="HOLD: no position"),
+        make_signal(1, direction="SELL", position=-0.125, sizing="0.5 Kelly (p 0.600, b 1.00, f* 0.200) = 0.100 → -0.125",
+                    fallback_reason="deepseek: HTTP 401", price=101234.5),
+        make_signal(2, direction="BUY", position=0.047, sizing="uncalibrated confidence: fixed 0.1 × vol scale 0.47 → +0.047"),
+    ])
+    code, out, err = in_process("--db", str(db))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    heads = [line for line in lines if line.startswith("20")]
+    assert " BUY  0.50  +4.7% " in heads[0] and " SELL 0.50 -12.5% " in heads[1] and " HOLD 0.50     0% " in heads[2]
+    assert "101,234.50  consensus (fallback)" in heads[1] and "positions in % of capital" in " ".join(out.split())
+    code, out, _ = in_process("--db", str(db), "--verbose")
+    assert "sizing: uncalibrated confidence: fixed 0.1 × vol scale 0.47 → +0.047" in out
+    code, out, _ = in_process("--db", str(db), "--json")
+    assert [(s["position"], s["sizing"][:4]) for s in json.loads(out)] == [(0.047, "unca"), (-0.125, "0.5 "), (0.0, "HOLD")]

@@ -1,4 +1,4 @@
-"""The sqlite sink: schema v2 and its migration from the frozen v1 schema, one transaction per
+"""The sqlite sink: schema v3 and its migrations from the frozen v1 and v2 schemas, one transaction per
 signal, idempotence, clear errors and the spool when the database is locked, full or read-only,
 and readers that read while `v7 run` writes."""
 
@@ -20,9 +20,10 @@ from factory import FAST_THEORIES, LogCapture, make_read_only, make_signal, run_
 from helpers import run_v7
 from v7 import Signal
 from v7.plugins.sinks import sqlite as sqlite_sink
-from v7.plugins.sinks.sqlite import SCHEMA_VERSION, SqliteConfig, SqliteSink, SqliteSinkError, open_reader
+from v7.plugins.sinks.sqlite import SCHEMA_VERSION, SqliteConfig, SqliteReader, SqliteSink, SqliteSinkError, open_reader
 
 FIXTURE_V1 = Path(__file__).with_name("schema_v1.sql")
+FIXTURE_V2 = Path(__file__).with_name("schema_v2.sql")
 
 
 def open_sink(path: Path, log: LogCapture | None = None, **config) -> SqliteSink:
@@ -52,6 +53,14 @@ def shape(db: sqlite3.Connection) -> dict:
 # -- schema and migrations -----------------------------------------------------------------------
 
 
+def frozen(path: Path, fixture: Path) -> tuple[sqlite3.Connection, dict, dict]:
+    """A database at `path` made from a frozen schema dump: the connection, each table's columns and rows."""
+    db = sqlite3.connect(path)
+    db.executescript(fixture.read_text())
+    columns = {table: [c[0] for c in cols] for table, (cols, _) in shape(db).items()}
+    return db, columns, {table: table_rows(db, table, cols) for table, cols in columns.items()}
+
+
 def test_fresh_database_has_the_current_schema(tmp_path):
     sink = open_sink(tmp_path / "v7.db")
     assert sink.write(make_signal(0))
@@ -59,13 +68,13 @@ def test_fresh_database_has_the_current_schema(tmp_path):
     sink.close()
     db = sqlite3.connect(tmp_path / "v7.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(3,)]
     tables = shape(db)
     assert set(tables) == {"schema_version", "migrations", "runs", "signals", "theory_results"}
     signal_columns = [c[0] for c in tables["signals"][0]]
     for column in ("symbol", "bar_time", "created_at", "direction", "confidence", "price", "synthesizer", "reasoning",
                    "fallback_reason", "attempts", "prompt_tokens", "completion_tokens", "cache_hit_tokens",
-                   "cache_miss_tokens", "cost", "timings", "sink_ms", "stored_at", "config_hash"):
+                   "cache_miss_tokens", "cost", "timings", "sink_ms", "stored_at", "config_hash", "position", "sizing"):
         assert column in signal_columns
     assert [c[0] for c in tables["theory_results"][0]] == [
         "id", "signal_id", "position", "theory", "version", "status", "bias", "confidence", "label",
@@ -84,10 +93,7 @@ def test_fresh_database_has_the_current_schema(tmp_path):
 
 def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
     path = tmp_path / "v7.db"
-    db = sqlite3.connect(path)
-    db.executescript(FIXTURE_V1.read_text())
-    v1 = {table: [c[0] for c in cols] for table, (cols, _) in shape(db).items()}
-    before = {table: table_rows(db, table, cols) for table, cols in v1.items()}
+    db, v1, before = frozen(path, FIXTURE_V1)
     assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 1
     assert len(before["signals"]) == 3 and len(before["theory_results"]) == 6
     db.close()
@@ -105,8 +111,8 @@ def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
     sink.close()
 
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
-    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,)]
     for table, cols in v1.items():
         after = table_rows(db, table, cols)
         if table == "runs":
@@ -115,7 +121,7 @@ def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
             continue
         else:
             assert after[: len(before[table])] == before[table], table
-    assert db.execute("SELECT sink_ms, stored_at FROM signals WHERE id <= 3").fetchall() == [(None, None)] * 3
+    assert db.execute("SELECT sink_ms, stored_at, position, sizing FROM signals WHERE id <= 3").fetchall() == [(None, None, 0.0, None)] * 3
     assert db.execute("SELECT count(*) FROM signals").fetchone()[0] == 4
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -124,6 +130,50 @@ def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
     fresh = tmp_path / "fresh.db"
     open_sink(fresh).close()
     assert shape(db) == shape(sqlite3.connect(fresh))
+
+
+def test_v2_database_is_upgraded_to_v3_with_positions_kept_and_read_back(tmp_path):
+    """A frozen v2 file: every row kept, the old signals flat and unsized, new ones stored with their position."""
+    path = tmp_path / "v7.db"
+    db, v2, before = frozen(path, FIXTURE_V2)
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 2 and len(before["signals"]) == 4
+    db.close()
+
+    log = LogCapture()
+    sink = open_sink(path, log)
+    assert [fields.get("migrations") for _, event, fields in log.records if event == "sqlite schema upgraded"] == [[3]]
+    sized = make_signal(1).model_copy(update={"position": -0.125, "sizing": "0.5 Kelly … → -0.125"})
+    assert sink.write(sized) is True
+    sink.close()
+
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,)]
+    for table, cols in v2.items():
+        if table not in ("schema_version", "migrations"):
+            assert table_rows(db, table, cols)[: len(before[table])] == before[table], table
+    assert db.execute("SELECT position, sizing FROM signals ORDER BY id").fetchall() == [(0.0, None)] * 4 + [(-0.125, "0.5 Kelly … → -0.125")]
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    fresh = tmp_path / "fresh.db"
+    open_sink(fresh).close()
+    assert shape(db) == shape(sqlite3.connect(fresh))
+
+    reader = SqliteReader(path)
+    stored = list(reader.signals())
+    reader.close()
+    assert [s.position for s in stored] == [0.0] * 4 + [-0.125] and stored[-1].sizing.endswith("-0.125") and stored[0].sizing is None
+
+
+def test_a_v2_file_reads_without_migrating(tmp_path):
+    """Readers never migrate: a v2 file reads with every position 0 and no sizing note."""
+    path = tmp_path / "v2.db"
+    sqlite3.connect(path).executescript(FIXTURE_V2.read_text())
+    reader = SqliteReader(path)
+    stored = list(reader.signals())
+    assert reader.schema_version() == 2
+    reader.close()
+    assert len(stored) == 4 and {(s.position, s.sizing) for s in stored} == {(0.0, None)}
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone()[0] == 2
 
 
 def test_migration_is_atomic(tmp_path, monkeypatch):
@@ -141,14 +191,14 @@ def test_newer_or_foreign_databases_are_refused_clearly(tmp_path):
     newer = tmp_path / "newer.db"
     open_sink(newer).close()
     sqlite3.connect(newer, isolation_level=None).execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(2\)"):
+    with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(3\)"):
         open_sink(newer)
 
     # Found while running (another V7 upgraded the file): the signal is kept in the spool, not dropped.
     sink = open_sink(tmp_path / "later.db")
-    sqlite3.connect(tmp_path / "later.db", isolation_level=None).execute("UPDATE schema_version SET version = 3")
+    sqlite3.connect(tmp_path / "later.db", isolation_level=None).execute("UPDATE schema_version SET version = 4")
     sink._disconnect()
-    with pytest.raises(SqliteSinkError, match=r"later\.db: database schema version 3 is newer .* spooled to"):
+    with pytest.raises(SqliteSinkError, match=r"later\.db: database schema version 4 is newer .* spooled to"):
         sink.write(make_signal(0))
     assert len(sink.spool) == 1
     sink.close()

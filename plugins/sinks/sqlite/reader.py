@@ -106,7 +106,7 @@ class SqliteReader(BrowseQueries, SignalReader):
 
     def _select(self, connection: sqlite3.Connection, with_prompt: bool) -> str:
         available = set(columns(connection, "signals"))
-        optional = [c if c in available else f"NULL AS {c}" for c in ("stored_at", "sink_ms")]
+        optional = [f"s.{c}" if c in available else f"NULL AS {c}" for c in ("stored_at", "sink_ms", "position", "sizing")]
         return ", ".join([*(f"s.{c}" for c in SIGNAL_FIELDS), *optional, "s.prompt" if with_prompt else "NULL AS prompt"])
 
     def signals(self, query: SignalQuery | None = None, *, with_prompt: bool = False) -> Iterator[StoredSignal]:
@@ -169,6 +169,7 @@ class SqliteReader(BrowseQueries, SignalReader):
             context_error=row["context_error"], prompt=row["prompt"],
             timings_ms={k: v for k, v in timings.items() if isinstance(v, (int, float))},
             stored_at=_time(row["stored_at"]), sink_ms=row["sink_ms"],
+            position=row["position"] or 0.0, sizing=row["sizing"],  # a file before v3 has neither: not sized, so flat
         )
 
     def last_bar_times(self, config_hash: str, granularity: str) -> dict[str, datetime]:

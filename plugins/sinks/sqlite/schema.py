@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from v7 import SignalHeld, SignalSpooled, create_private, format_utc
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version → statements that take the schema from version-1 to version, run in one transaction.
 # Never edit a released migration: add a new one. A fresh database runs them all, so a new
@@ -91,6 +91,12 @@ MIGRATIONS: dict[int, list[str]] = {
     applied_at TEXT NOT NULL,
     v7_version TEXT
 )""",
+    ],
+    3: [
+        # The suggested signed fraction of capital (docs/sizing.md); rows stored before v3 suggested none: 0.
+        "ALTER TABLE signals ADD COLUMN position REAL NOT NULL DEFAULT 0",
+        # How it was sized, in a line; NULL on rows stored before v3 (they were never sized).
+        "ALTER TABLE signals ADD COLUMN sizing TEXT",
     ],
 }
 
@@ -247,7 +253,7 @@ def columns(connection: sqlite3.Connection, table: str) -> list[str]:
 
 
 # Backtest results kept beside the signals (`SqliteReader.save_backtest`); created on the first save,
-# not a migration: a database without backtests is still schema version 2.
+# not a migration: a database without backtests has the same schema version.
 BACKTESTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS backtests (
     id INTEGER PRIMARY KEY,

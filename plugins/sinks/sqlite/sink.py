@@ -311,8 +311,8 @@ class SqliteSink(Sink):
                 """INSERT OR IGNORE INTO signals (run_id, symbol, granularity, bar_time, created_at, direction, confidence,
                     price, synthesizer, fallback_reason, attempts, reasoning, config_hash, prompt_tokens,
                     completion_tokens, cache_hit_tokens, cache_miss_tokens, cost, context, context_error, prompt, timings,
-                    stored_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    stored_at, position, sizing)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     signal.run_id, signal.symbol, signal.granularity, format_utc(signal.bar_time), format_utc(signal.created_at),
                     signal.direction, signal.confidence, signal.price, signal.synthesizer, signal.fallback_reason,
@@ -323,7 +323,7 @@ class SqliteSink(Sink):
                     signal.context.model_dump_json() if signal.context else None, signal.context_error,
                     signal.prompt if self.config.store_prompt else None,
                     json.dumps({k: v for k, v in signal.timings_ms.items() if k != "sink"}, sort_keys=True),
-                    format_utc(datetime.now(timezone.utc)),
+                    format_utc(datetime.now(timezone.utc)), signal.position, signal.sizing,
                 ),
             )
             if cursor.rowcount == 0:
