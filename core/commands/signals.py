@@ -51,11 +51,6 @@ def _price(value: float) -> str:
     return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
 
 
-def _position(value: float) -> str:
-    """A position as a signed % of capital (`+4.7%`, `-12.5%`), `0%` when flat."""
-    return f"{value:+.1%}" if value else "0%"
-
-
 def _wrapped(text: str, width: int, lines: int | None) -> list[str]:
     """`text` folded to `width` (whitespace collapsed), cut to `lines` with an ellipsis."""
     import textwrap
@@ -79,6 +74,7 @@ def render(signals: list["StoredSignal"], location: str, verbose: bool) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from ..sizing.rule import position_text
     from ..timefmt import format_utc
     from .common import terminal_width
 
@@ -90,7 +86,7 @@ def render(signals: list["StoredSignal"], location: str, verbose: bool) -> None:
         head.append(format_utc(signal.bar_time)[:16].replace("T", " "))
         head.append(f"  {signal.symbol:<9} ")
         head.append(f"{signal.direction:<4}", style=f"bold {COLOURS[signal.direction]}")
-        head.append(f" {signal.confidence:4.2f} {_position(signal.position):>6}  {_price(signal.price):>12}  {signal.synthesizer}")
+        head.append(f" {signal.confidence:4.2f} {position_text(signal.position):>6}  {_price(signal.price):>12}  {signal.synthesizer}")
         if signal.fallback_reason:
             head.append(" (fallback)", style="dim")
         head.truncate(console.width, overflow="ellipsis")

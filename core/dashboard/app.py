@@ -36,9 +36,10 @@ def templates() -> Any:
     from fastapi.templating import Jinja2Templates
 
     from ..commands.backtest_output import interval, pct, points, share
+    from ..sizing.rule import position_text
 
     env = Jinja2Templates(directory=str(HERE / "templates"))
-    env.env.filters.update(pct=pct, share=share, interval=interval, points=points, num=_num, utc=_utc)
+    env.env.filters.update(pct=pct, share=share, interval=interval, points=points, num=_num, utc=_utc, position=position_text)
     env.env.autoescape = True  # every template, whatever its name: feeds and LLM answers are never markup
     return env
 

@@ -159,5 +159,6 @@ def symbol_page(dash: "Dashboard", symbol: str, signal_id: int | None, before_id
 def signal_row(signal: "StoredSignal") -> dict[str, Any]:
     """The fields the live feed sends for a new signal (its HTML row is rendered from the same)."""
     return {"id": signal.id, "symbol": signal.symbol, "direction": signal.direction, "confidence": signal.confidence,
+            "position": signal.position, "sizing": signal.sizing,
             "price": signal.price, "time": epoch(signal.bar_time), "bar_time": signal.bar_time, "reasoning": signal.reasoning,
             "synthesizer": signal.synthesizer, "fallback_reason": signal.fallback_reason}

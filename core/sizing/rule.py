@@ -50,6 +50,11 @@ class Sizing(BaseModel):
     rule: str = Field(description="the rule applied, in a line")
 
 
+def position_text(value: float) -> str:
+    """A position as a signed % of capital (`+4.7%`, `-12.5%`), `0%` when flat: how `v7 signals` and the dashboard show it."""
+    return f"{value:+.1%}" if value else "0%"
+
+
 def kelly(p: float, b: float) -> float:
     """The Kelly fraction f* = p − (1 − p)/b of a bet won with probability p that pays b per unit lost."""
     return p - (1.0 - p) / b

@@ -50,6 +50,9 @@ def sample(count: int = 24, start: int = 0, run_id: str = "run0", reasoning: str
         )
         if i % 3 == 0:
             fields["usage"] = usage(1000, 100, 600, 400, 0.002)
+        direction = fields["direction"]
+        fields["position"] = {"BUY": 0.05 * (1 + i % 3), "SELL": -0.125, "HOLD": 0.0}[direction] if i % 7 else 0.0
+        fields["sizing"] = None if i == 7 else f"rule {i} <b>sized</b>"  # signal 8 as stored before sizing
         if i == 5:
             fields.update(synthesizer="consensus", fallback_reason="deepseek timed out <i>after 30 s</i>")
         out.append(make_signal(i, status="error" if i % 4 == 0 else "ok", message="failed: <img src=x onerror=alert(2)>", **fields))

@@ -197,3 +197,18 @@ def test_the_summary_is_cached_and_refreshed_in_the_background_when_signals_arri
     while dash.summaries.get("all")["signals"] != 28 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert dash.summaries.get("all")["signals"] == 28
+
+
+def test_the_position_is_shown_in_the_signal_tables_and_the_detail(client):
+    html = client.get("/").text
+    assert "position</th>" in html
+    latest = html[html.index('id="latest"'):]
+    latest = latest[: latest.index("</table>")]
+    for number, signal in zip((25, 26), sample(2, start=24)):  # the newest of each symbol: the latest-per-symbol table
+        cell = re.search(rf'id="signal-{number}".*?<td class="num position"[^>]*>([^<]*)</td>', latest, re.S)
+        assert cell and cell.group(1) == (f"{signal.position:+.1%}" if signal.position else "0%")
+    detail = client.get("/symbol/BTC-USD?signal=3").text  # index 2: a SELL
+    assert 'id="position">-12.5%</strong>' in detail and 'id="sizing">rule 2 &lt;b&gt;sized&lt;/b&gt;</span>' in detail
+    assert 'data-position="-0.125"' in detail and 'title="rule 2 &lt;b&gt;sized&lt;/b&gt;"' in detail
+    unsized = client.get("/symbol/ETH-USD?signal=8").text
+    assert 'id="position">0%</strong>' in unsized and "not sized (stored before position sizing)" in unsized
