@@ -6,6 +6,10 @@ is made. Market context is fetched once per iteration on a pool of its own with 
 a symbol waits for it at most until then and goes on without it. The iteration has a deadline too:
 a symbol still running then is carried over (stored when it finishes) and skipped by the next
 iterations until it does, so a slow symbol delays only itself.
+
+With `[portfolio] enabled` the signals of an iteration's symbols are held until all are in (or the
+deadline passes), adjusted together by core/portfolio/step.py, then stored; a symbol finishing
+after its iteration is stored alone, sized for itself.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .components import EndOfData, UpToDate
 from .logs import get_logger
-from .models import MarketContext, Signal
+from .models import CandleSeries, MarketContext, Signal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Fetched, Pipeline
@@ -72,6 +76,10 @@ class Scheduler:
         self.evaluating: dict[Future, str] = {}
         self.waiting: dict[str, "Fetched"] = {}  # candles ready, market context not yet
         self.log = get_logger(run_id=pipeline.run_id)
+        self.portfolio = pipeline.config.portfolio if pipeline.config.portfolio.enabled else None
+        self.gathering: set[str] = set()  # this iteration's symbols, whose signals wait for the portfolio step
+        self.book: list[Signal] = []  # their signals so far
+        self.candles: dict[str, CandleSeries] = {}  # the candles their theories saw (the covariance's closes)
 
     @property
     def busy(self) -> set[str]:
@@ -94,6 +102,15 @@ class Scheduler:
                 self.log.warning("market context of an earlier iteration is still being fetched; not asked again")
         for symbol in fresh:
             self.fetching[self.fetchers.submit(self.pipeline.fetch, symbol)] = symbol
+        if self.portfolio is not None:
+            self.gathering = set(fresh)
+        try:
+            self._gather(report, deadline, context_deadline)
+        finally:  # everything held goes to the sinks, whatever ended the iteration
+            self._release_book()
+        return report
+
+    def _gather(self, report: IterationReport, deadline: float | None, context_deadline: float | None) -> None:
         while self.busy:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -111,7 +128,6 @@ class Scheduler:
             for future in done:
                 self._finish(future, report)
             self._flush()
-        return report
 
     def drain(self) -> None:
         """Wait for everything still running (the end of the run) and store what it makes."""
@@ -172,6 +188,8 @@ class Scheduler:
 
     def _evaluate(self, symbol: str, fetched: "Fetched", report: IterationReport, give_up: bool = False) -> None:
         report.evaluated += 1
+        if symbol in self.gathering:
+            self.candles[symbol] = fetched.candles
         if self.pipeline.config.context_feeds:
             fetched = dataclasses.replace(fetched, **self._context_for(symbol, give_up))
         self.ready.append((symbol, fetched))
@@ -200,6 +218,26 @@ class Scheduler:
             return
         if signal is None:
             return
+        if symbol in self.gathering:
+            self.book.append(signal)
+            return
+        self._deliver(signal)
+
+    def _release_book(self) -> None:
+        """The portfolio step over the iteration's signals held so far, then each to the sinks."""
+        book, candles, self.book, self.candles, self.gathering = self.book, self.candles, [], {}, set()
+        if not book or self.portfolio is None:
+            return
+        from .portfolio.step import adjust
+
+        try:
+            book = adjust(book, candles, self.portfolio, self.pipeline.run_id)
+        except Exception as exc:  # a bug: the signals still go out, sized per symbol
+            self.log.exception("portfolio step failed; signals stored as sized per symbol", error=f"{type(exc).__name__}: {exc}")
+        for signal in book:
+            self._deliver(signal)
+
+    def _deliver(self, signal: Signal) -> None:
         pipeline = self.pipeline
         if not self.outcome.count(signal, pipeline.store(signal)):
             pipeline.last_resort(signal, "every sink failed")
