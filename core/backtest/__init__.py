@@ -4,6 +4,7 @@
 - `compute`: the window at each bar, the pipeline on it, the LLM cost guard, the worker pool, `run_backtest`;
 - `execution`: when a decision becomes a position (next open or close, a delay) and its costs;
 - `scoring`: hit rates, the follow-the-signal strategy, theory correlations, walk-forward folds;
+- `portfolio`: every symbol together, sized, through the portfolio step (`--portfolio`; figures in `portfolio_metrics`);
 - `lookahead`: signals recomputed in a fresh process from truncated history;
 - `store`: results kept through a sink's reader, and two of them compared;
 - `report`: summary.json, signals CSV, charts;
@@ -25,6 +26,8 @@ from .models import (
     LookaheadDifference, LookaheadReport, Performance, Scores, Spread, SymbolResult, TheoryCorrelation, TheoryOutcome,
     metrics_digest,
 )
+from .portfolio import portfolio_of, portfolio_result
+from .portfolio_models import PortfolioPerformance, PortfolioResult, PortfolioWindow
 from .report import write_report
 from .scoring import (
     correlations, equity_curves, fold_bounds, forward_returns, max_drawdown, performance, periods_per_year,
@@ -40,6 +43,7 @@ __all__ = [
     "compute_signals", "correlations", "differing_settings", "equity_curves", "estimate_llm", "fold_bounds", "forward_returns",
     "history_start", "is_llm", "llm_usage", "load_histories", "load_history", "load_result", "lookahead_sample",
     "max_drawdown", "metrics_digest", "open_results", "own_copy", "performance", "periods_per_year",
+    "PortfolioPerformance", "PortfolioResult", "PortfolioWindow", "portfolio_of", "portfolio_result",
     "range_warning", "resolve_settings", "result_sink", "run_backtest", "score", "sharpe_ratio", "signal_range",
     "signals_for", "spread", "store_result", "stored_backtest", "symbol_result", "synthesize_bar",
     "theory_results_for", "window_at", "wilson_interval", "write_report",

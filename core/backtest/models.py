@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..evaluation import Calibration, Interval, ShiftNull, Verdict
 from ..models import CostEstimate, TheoryResult, TokenUsage
+from .portfolio_models import PortfolioResult
 
 SPREAD_METRICS = (
     "strategy_return", "buy_and_hold_return", "excess_return", "strategy_sharpe", "max_drawdown",
@@ -293,6 +294,7 @@ class BacktestResult(_Model):
     pooled: list[PooledScores] = Field(default_factory=list, description="over every symbol; the headline horizon first")
     confidence_meaning: str | None = Field(default=None, description="what the synthesizer's confidence means, in its own words")
     learning: list[LearnedComparison] = Field(default_factory=list, description="a learning synthesizer against its fallback, per symbol")
+    portfolio: PortfolioResult | None = Field(default=None, description="`--portfolio`: every symbol together, sized, through the portfolio step")
 
 
 # -- signals per bar ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`--report DIR`: summary.json, every signal as CSV, and a chart per symbol."""
+"""`--report DIR`: summary.json, every signal as CSV, a chart per symbol and, with `--portfolio`, the portfolio's."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def write_report(directory: Path, run: BacktestRun) -> list[Path]:
             continue
         written.append(_signals_csv(directory / f"signals-{symbol}.csv", run.result.theories, signals))
         written.append(_chart(directory / f"chart-{symbol}.png", run, symbol))
+    if run.result.portfolio is not None:
+        from .portfolio_report import portfolio_chart
+
+        written.append(portfolio_chart(directory / "chart-portfolio.png", run))
     return written
 
 

@@ -58,6 +58,7 @@ def _horizons(value: str | None) -> list[int] | None:
 @click.option("--check-lookahead", is_flag=True, help="Recompute a sample of signals from truncated history in a fresh process; exit 1 on any difference.")
 @click.option("--yes", is_flag=True, help="Go ahead even when the LLM call estimate is above llm_call_cap.")
 @click.option("--llm-call-cap", type=click.IntRange(min=0), default=None, help="Override [backtest] llm_call_cap.")
+@click.option("--portfolio", "with_portfolio", is_flag=True, help="Also run every symbol together: sized positions, the [portfolio] step, costs (docs/portfolio.md).")
 @click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False), help="Write summary.json, signals CSV and charts (PNG) here.")
 @click.option("--no-store", is_flag=True, help="Do not store the result.")
 @click.option("--sink", "sink_name", default=None, help=SINK_HELP)
@@ -68,7 +69,7 @@ def backtest(
     click_ctx: click.Context, config_path: str | None, symbols: str | None, start: str | None, end: str | None, bars: int | None,
     horizon: str | None, execution: str | None, delay_bars: int | None, step: int | None, folds: int | None, workers: int | None, check_lookahead: bool, yes: bool,
     llm_call_cap: int | None, report_dir: str | None, no_store: bool, sink_name: str | None, db_location: str | None,
-    as_json: bool,
+    as_json: bool, with_portfolio: bool = False,
 ) -> None:
     """Replay history through the same pipeline as `v7 run` (no lookahead) and score the signals.
 
@@ -166,6 +167,13 @@ def backtest(
     except KeyboardInterrupt:
         fail("interrupted", code=130)
 
+    if with_portfolio:
+        from ..backtest.portfolio import portfolio_of
+
+        try:
+            run.result.portfolio = portfolio_of(run)
+        except BacktestError as exc:
+            fail(str(exc))
     if check_lookahead:
         click.echo(f"Checking for lookahead: recomputing {settings.lookahead_sample} signal(s) in a fresh process…", err=True)
         run.result.lookahead = run_check(run)
@@ -188,6 +196,10 @@ def backtest(
         from .backtest_output import print_result
 
         print_result(run.result)
+        if run.result.portfolio is not None:
+            from .backtest_portfolio import print_portfolio
+
+            print_portfolio(run.result.portfolio)
     if run.result.lookahead is not None and not run.result.lookahead.ok:
         sys.exit(1)
 

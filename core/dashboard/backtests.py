@@ -2,7 +2,8 @@
 
 A stored result keeps summaries, not per-bar curves (`v7 backtest --report` draws those from the
 history), so the equity chart chains the walk-forward folds' total returns: strategy against
-buy-and-hold at each fold's end, both starting at 1.
+buy-and-hold at each fold's end, both starting at 1. A result of `v7 backtest --portfolio` adds its
+portfolio block: the three books' figures, and the sized portfolio against the basket chained the same way.
 """
 
 from __future__ import annotations
@@ -16,15 +17,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from .app import Dashboard
 
 
+def chained(periods: list[Any], total_return: Any) -> list[dict[str, float]]:
+    """Equity 1 at the first period's start, then compounded by `total_return(period)` at each period's end."""
+    out = [{"time": epoch(periods[0].start), "value": 1.0}]
+    for period in periods:
+        out.append({"time": epoch(period.end), "value": out[-1]["value"] * (1 + total_return(period))})
+    return out
+
+
 def equity(item: Any) -> dict[str, list[dict[str, float]]]:
     """Strategy and buy-and-hold equity at the start and at each fold's end (the whole run without folds)."""
     periods = item.folds or [item.scores]
-    strategy = [{"time": epoch(periods[0].start), "value": 1.0}]
-    hold = [{"time": epoch(periods[0].start), "value": 1.0}]
-    for fold in periods:
-        strategy.append({"time": epoch(fold.end), "value": strategy[-1]["value"] * (1 + fold.strategy.total_return)})
-        hold.append({"time": epoch(fold.end), "value": hold[-1]["value"] * (1 + fold.buy_and_hold.total_return)})
-    return {"strategy": strategy, "buy_and_hold": hold}
+    return {"strategy": chained(periods, lambda p: p.strategy.total_return), "buy_and_hold": chained(periods, lambda p: p.buy_and_hold.total_return)}
+
+
+def portfolio_chart(portfolio: Any) -> dict[str, Any]:
+    """The portfolio's chart data, drawn like a symbol's: the sized portfolio as the strategy, the basket as buy-and-hold."""
+    periods = portfolio.folds or [portfolio.overall]
+    return {
+        "symbol": "portfolio", "calibration": [], "hits": [],
+        "equity": {"strategy": chained(periods, lambda p: p.portfolio.total_return), "buy_and_hold": chained(periods, lambda p: p.basket.total_return)},
+    }
 
 
 def charts(item: Any) -> dict[str, Any]:
@@ -53,7 +66,8 @@ def load(stored: "StoredBacktest | None") -> dict[str, Any] | None:
         result = BacktestResult.model_validate_json(stored.result_json)
     except ValueError as exc:
         return {"stored": stored, "result": None, "error": f"backtest #{stored.id} cannot be read by this V7: {str(exc).splitlines()[0]}"}
-    return {"stored": stored, "result": result, "error": None, "charts": [charts(item) for item in result.symbols]}
+    shown = [charts(item) for item in result.symbols] + ([portfolio_chart(result.portfolio)] if result.portfolio is not None else [])
+    return {"stored": stored, "result": result, "error": None, "charts": shown}
 
 
 def backtests_page(dash: "Dashboard", a: str | None, b: str | None) -> dict[str, Any]:
