@@ -51,7 +51,7 @@ def test_direction_and_confidence_follow_p_up_and_the_threshold(model):
 
 @pytest.mark.parametrize("model", ["logistic", "lightgbm"])
 def test_the_reasoning_names_the_features_that_moved_the_decision(model):
-    cfg = LearnedConfig(model=model, horizon=1, min_train=200, retrain_every=200, explain=2, trees=30)
+    cfg = LearnedConfig(model=model, horizon=1, min_train=200, retrain_every=200, explain=2, trees=30, min_leaf_rows=20)
     answers = [a for _, a in drive(LearnedSynthesizer(cfg), ar1(22, 600, 0.2), 39) if not isinstance(a, SynthesisFailed)]
     names = {"price.return_1", "price.return_6", "price.return_24", "price.volatility", "volume.z"}
     for a in answers:
@@ -122,3 +122,11 @@ def test_a_failed_training_keeps_the_fallback_or_the_previous_model_with_the_rea
     assert all(a.reason.startswith("training failed: the training rows hold a single class") for a in failures), failures[0].reason
     assert not any(a.quiet for a in failures)  # a real problem: logged as a warning, unlike warming up
     assert all(a.quiet for _, a in answers[:30])
+
+
+def test_a_rolling_window_too_small_to_calibrate_is_refused_with_the_numbers():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match=r"window: 300 rows leave 75 calibration rows, about 3\.1 independent outcomes"):
+        LearnedConfig(window=300, horizon=24)
+    assert LearnedConfig(window=2000, horizon=24).window == 2000

@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 from v7 import PluginConfig
 
 
+MIN_INDEPENDENT_CALIBRATION = 20  # a rolling window must leave the calibration slice at least this many independent outcomes
+
+
 class LearnedConfig(PluginConfig):
     horizon: int = Field(default=24, ge=1, le=10_000, description="bars ahead whose return the model predicts (its label)")
     target: Literal["sign", "quantile"] = Field(
@@ -24,7 +27,7 @@ class LearnedConfig(PluginConfig):
     embargo: int | None = Field(default=None, ge=0, le=100_000, description="bars between the end of the last training label and the bar answered; None = `horizon`")
     threshold: float = Field(default=0.55, gt=0.5, lt=1, description="BUY when P(up) ≥ threshold, SELL when P(up) ≤ 1 − threshold, HOLD between")
     calibration: Literal["auto", "isotonic", "platt"] = Field(
-        default="auto", description='"auto": isotonic with at least 1,000 independent calibration labels (rows ÷ horizon), Platt scaling below'
+        default="auto", description='"auto": isotonic with at least 5,000 independent calibration labels (rows ÷ horizon), Platt scaling below'
     )
     calibration_share: float = Field(default=0.25, gt=0, lt=0.9, description="the last share of each training window that calibrates the model (never fits it)")
     lags: list[int] = Field(default_factory=lambda: [1, 6, 24], description="log returns over these many bars, as price features")
@@ -33,10 +36,13 @@ class LearnedConfig(PluginConfig):
     seed: int = Field(default=7, description="LightGBM's seed: the same bars give the same model")
     trees: int = Field(default=100, ge=1, le=10_000, description="LightGBM boosting rounds")
     learning_rate: float = Field(default=0.05, gt=0, le=1)
-    leaves: int = Field(default=15, ge=2, le=4096, description="LightGBM leaves per tree")
-    min_leaf_rows: int = Field(default=50, ge=1, description="LightGBM's min_data_in_leaf: rows a leaf needs")
+    leaves: int = Field(default=7, ge=2, le=4096, description="LightGBM leaves per tree (small: market features are mostly noise)")
+    min_leaf_rows: int = Field(default=200, ge=1, description="LightGBM's min_data_in_leaf: rows a leaf needs")
     l2: float = Field(default=1.0, ge=0, description="L2 penalty (LightGBM lambda_l2; 1/C of the logistic regression)")
-    threads: int | None = Field(default=None, ge=1, le=256, description="training threads; None = the engine's cap (engine.max_threads)")
+    threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="LightGBM training threads, capped by engine.max_threads; None = 1 (GNU OpenMP's pool would hang later forks of the process)",
+    )
     model_path: str = Field(default="", description="a model file from `v7 train`: loaded at start, so the first bars are answered by it")
     retrain_live: bool = Field(default=True, description="keep learning from the bars a run shows (every `retrain_every`); false = the loaded model only")
     exclude_features: list[str] = Field(
@@ -49,6 +55,16 @@ class LearnedConfig(PluginConfig):
     def _lags(self) -> "LearnedConfig":
         if not self.lags or any(lag < 1 for lag in self.lags):
             raise ValueError(f"lags: got {self.lags}; expected a non-empty list of bar counts ≥ 1")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_slice(self) -> "LearnedConfig":
+        if self.window and self.window * self.calibration_share / self.horizon < MIN_INDEPENDENT_CALIBRATION:
+            raise ValueError(
+                f"window: {self.window} rows leave {self.window * self.calibration_share:.0f} calibration rows, about "
+                f"{self.window * self.calibration_share / self.horizon:.1f} independent outcomes at horizon {self.horizon}; "
+                f"give at least {MIN_INDEPENDENT_CALIBRATION} (window ≥ {int(MIN_INDEPENDENT_CALIBRATION * self.horizon / self.calibration_share)})"
+            )
         return self
 
     @property

@@ -14,6 +14,19 @@ from .learner import SymbolLearner
 from .modelfile import load, save
 
 
+def training_threads(configured: int | None) -> int:
+    """One thread unless `threads` says more, and never more than the engine's cap (its OMP_NUM_THREADS).
+
+    GNU OpenMP, which LightGBM uses, is not fork-safe: once it has started a thread pool, a process
+    forked from this one (a backtest's workers, in a Python session that trained before) hangs at
+    its first parallel region. One thread never starts the pool; 20,000 rows still train in ~2 s.
+    """
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    limit = int(cap) if cap.isdigit() and int(cap) > 0 else None
+    wanted = configured or 1
+    return min(wanted, limit) if limit else wanted
+
+
 class LearnedSynthesizer(Synthesizer):
     name = "learned"
     version = "1.0"
@@ -54,28 +67,29 @@ class LearnedSynthesizer(Synthesizer):
             # Collecting the first rows is the expected state of a new learner, not a failure worth a warning per bar.
             raise SynthesisFailed(learner.last_problem or f"no model for {request.symbol} yet", quiet=learner.warming_up)
         x = learner.table.vector(features or {}, model.names)
-        p_up = float(model.probability(x.reshape(1, -1))[0])
+        if cfg.explain:
+            p_up, pushes = model.explain(x)
+        else:
+            p_up, pushes = float(model.probability(x.reshape(1, -1))[0]), None
         if p_up >= cfg.threshold:
             direction, confidence, rule = "BUY", p_up, "P(up) ≥ threshold"
         elif p_up <= 1 - cfg.threshold:
             direction, confidence, rule = "SELL", 1 - p_up, "P(up) ≤ 1 − threshold"
         else:
             direction, confidence, rule = "HOLD", max(p_up, 1 - p_up), "P(up) inside the threshold band"
-        return Synthesis(direction=direction, confidence=confidence, reasoning=self._reasoning(model, x, p_up), decided_by=rule)
+        return Synthesis(direction=direction, confidence=confidence, reasoning=self._reasoning(model, pushes, p_up), decided_by=rule)
 
-    def _reasoning(self, model: Any, x: Any, p_up: float) -> str:
+    def _reasoning(self, model: Any, pushes: Any, p_up: float) -> str:
         cfg: LearnedConfig = self.config
         what = "up" if cfg.target == "sign" else f"above the training {cfg.target_quantile:g} quantile"
         text = (
             f"P({what} over {cfg.horizon} bars) = {p_up:.3f} ({model.kind}, {model.calibration.method} calibration on "
             f"{model.calibration.rows:,} bars; trained on {model.trained_rows:,} bars to {format_utc(model.last_time)}, base rate {model.base_rate:.3f})"
         )
-        if cfg.explain:
-            pushes = model.contributions(x)
+        if pushes is not None:
             order = sorted(range(len(pushes)), key=lambda i: -abs(pushes[i]))[: cfg.explain]
             named = ", ".join(f"{model.names[i]} {pushes[i]:+.3f}" for i in order if pushes[i] != 0)
-            if named:
-                text += f". Moved most by (log-odds): {named}"
+            text += f". Moved most by (log-odds): {named}" if named else ". No feature moved it: the model found no split worth making"
         return text
 
     def _learner(self, symbol: str, granularity: str) -> SymbolLearner:
@@ -83,7 +97,7 @@ class LearnedSynthesizer(Synthesizer):
         if learner is None:
             cfg: LearnedConfig = self.config
             table, model = self._saved.get(symbol, (None, None))
-            threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+            threads = training_threads(cfg.threads)
             learner = SymbolLearner(cfg, int(GRANULARITY_SECONDS.get(granularity, 3600)), threads, table, model, learn=cfg.retrain_live or not cfg.model_path)
             self._learners[symbol] = learner
         return learner
