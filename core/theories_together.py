@@ -11,6 +11,7 @@ run again in isolation, one worker each, so they are never blocked by it.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -75,9 +76,11 @@ _local = threading.local()
 
 
 def _worker() -> _Worker:
-    worker = getattr(_local, "worker", None)
-    if worker is None:
-        worker = _local.worker = _Worker()
+    """This thread's worker, in this process: a forked child inherits the thread-local but not the thread."""
+    pid, worker = getattr(_local, "worker", (None, None))
+    if worker is None or pid != os.getpid():
+        worker = _Worker()
+        _local.worker = (os.getpid(), worker)
         weakref.finalize(threading.current_thread(), worker.jobs.put, None)  # ends with its thread
     return worker
 
@@ -93,12 +96,16 @@ def run_theories(theories: Sequence[Theory], candles: CandleSeries, timeout: flo
     worker.busy.set()
     worker.jobs.put(job)
     timed_out: int | None = None
+    submitted = time.perf_counter()
     while not job.done.wait(timeout=_until_deadline(job, timeout)):
         with job.lock:
             current = job.current
             if current is not None and time.perf_counter() - current[1] >= timeout:
                 job.abandoned, timed_out = True, current[0]
                 hung_theories.add(job.theories[current[0]])
+                break
+            if current is None and not any(job.answers) and time.perf_counter() - submitted >= timeout:
+                job.abandoned = True  # never started: its worker is gone; every theory runs alone below
                 break
     for position, i in enumerate(todo):
         answer = job.answers[position]

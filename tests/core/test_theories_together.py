@@ -90,3 +90,25 @@ def test_threads_calling_at_once_each_get_their_own_answers():
     for t in threads:
         t.join()
     assert outcomes == {i: [f"ok:{i / 10}", "error:None"] for i in range(6)}
+
+
+def _in_forked_child(queue) -> None:
+    results = run_theories([ConstantTheory(), ConstantTheory()], candles(), timeout=5)
+    queue.put([r.status for r in results])
+
+
+def test_a_forked_child_gets_a_worker_of_its_own():
+    """A child inherits the parent's thread-local worker but not its thread: it must not wait for it."""
+    import multiprocessing
+
+    run_theories([ConstantTheory(), ConstantTheory()], candles(), timeout=5)  # the parent's worker exists
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_in_forked_child, args=(answers,))
+    child.start()
+    try:
+        assert answers.get(timeout=30) == ["ok", "ok"]
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
