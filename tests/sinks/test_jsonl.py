@@ -120,3 +120,19 @@ def test_a_locked_sqlite_sink_does_not_stop_jsonl_and_catches_up_later(tmp_path)
     assert not (tmp_path / "v7.db.spool.jsonl").exists()
     in_file = [json.loads(line) for line in (tmp_path / "signals.jsonl").read_text().splitlines()]
     assert len({(s["symbol"], s["bar_time"]) for s in in_file}) == len(in_file) == 6
+
+
+def test_the_position_is_written_and_read_back_and_older_lines_read_flat(tmp_path):
+    path = tmp_path / "signals.jsonl"
+    sink = JsonlSink(JsonlConfig(path=str(path)))
+    sink.open(run_info(), LogCapture())
+    assert sink.write(make_signal(0, direction="SELL", position=-0.25, sizing="0.5 Kelly … → -0.250"))
+    sink.close()
+    line = json.loads(path.read_text().splitlines()[0])
+    assert line["position"] == -0.25 and line["sizing"] == "0.5 Kelly … → -0.250"
+    # A line written before signals carried a position: it reads back flat and unsized.
+    older = {k: v for k, v in json.loads(make_signal(1).model_dump_json()).items() if k not in ("position", "sizing")}
+    with path.open("a") as handle:
+        handle.write(json.dumps(older) + "\n")
+    stored = list(JsonlSink.reader_at(str(path)).signals())
+    assert [(s.position, s.sizing) for s in stored] == [(-0.25, "0.5 Kelly … → -0.250"), (0.0, None)]
