@@ -18,7 +18,9 @@ def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_fa
     """In a fresh process: a fresh pipeline per sample, given copies of the candles up to the sample's bar only."""
     from ..config import ConfigError, validate_config
     from ..engine import Pipeline, limit_threads
+    from ..logs import configure_logging
 
+    configure_logging("warning")  # the recomputed bars' info and debug lines were the backtest's already
     limit_threads(1)
     registry = registry_factory()
     try:
