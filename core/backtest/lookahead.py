@@ -72,6 +72,8 @@ def compare_signals(symbol: str, original: BarSignal, again: BarSignal) -> list[
         add("direction", original.direction, again.direction)
     if not _close(original.confidence, again.confidence):
         add("confidence", original.confidence, again.confidence)
+    if not _close(original.position, again.position):
+        add("position", original.position, again.position)
     if original.synthesizer != again.synthesizer:
         add("synthesizer", original.synthesizer, again.synthesizer)
     for a, b in zip(original.theories, again.theories):

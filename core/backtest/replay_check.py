@@ -87,7 +87,7 @@ def check_replay(run: "BacktestRun", registry_factory: Callable[[], "Registry"])
         for a, b in zip(original, again):
             compared += 1
             for name, same in (("direction", a.direction == b.direction), ("synthesizer", a.synthesizer == b.synthesizer),
-                               ("confidence", _close(a.confidence, b.confidence))):
+                               ("confidence", _close(a.confidence, b.confidence)), ("position", _close(a.position, b.position))):
                 if not same:
                     differences.append(LookaheadDifference(symbol=symbol, bar_time=a.bar_time, field=f"replayed {name}",
                                                            backtest=str(getattr(a, name)), recomputed=str(getattr(b, name))))

@@ -39,7 +39,7 @@ def _signals_csv(path: Path, theories: list[str], signals: list) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([
-            "bar_time", "price", "direction", "confidence", "synthesizer", "reason", "fallback_reason",
+            "bar_time", "price", "direction", "confidence", "position", "synthesizer", "reason", "fallback_reason",
             *(f"{t}_{field}" for t in theories for field in ("status", "label", "bias")),
         ])
         for s in signals:
@@ -49,7 +49,7 @@ def _signals_csv(path: Path, theories: list[str], signals: list) -> Path:
                 o = s.theories[position] if position < len(s.theories) else None
                 cells += ["", "", ""] if o is None else [o.status, o.label, "" if o.bias is None else repr(float(o.bias))]
             writer.writerow([
-                format_utc(s.timestamp), repr(float(s.price)), s.direction or "", repr(float(s.confidence)), s.synthesizer,
+                format_utc(s.timestamp), repr(float(s.price)), s.direction or "", repr(float(s.confidence)), repr(float(s.position)), s.synthesizer,
                 reason, s.fallback_reason or "", *cells,
             ])
     return path

@@ -23,12 +23,13 @@ def test_report_writes_summary_signals_and_chart(registry, btc, tmp_path):
     with (tmp_path / "report" / "signals-BTC-USD.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(run.signals["BTC-USD"])
-    assert list(rows[0])[:7] == ["bar_time", "price", "direction", "confidence", "synthesizer", "reason", "fallback_reason"]
+    assert list(rows[0])[:8] == ["bar_time", "price", "direction", "confidence", "position", "synthesizer", "reason", "fallback_reason"]
     theories = run.result.theories
-    assert list(rows[0])[7:] == [f"{t}_{field}" for t in theories for field in ("status", "label", "bias")]
+    assert list(rows[0])[8:] == [f"{t}_{field}" for t in theories for field in ("status", "label", "bias")]
     for row, signal in zip(rows, run.signals["BTC-USD"]):
         # Full precision: every number reads back bit for bit; the reason is the synthesizer's rule.
         assert float(row["price"]) == signal.price and float(row["confidence"]) == signal.confidence
+        assert float(row["position"]) == signal.position
         assert row["reason"] == signal.decided_by and row["reason"] in ("buy threshold", "sell threshold", "no-trade band", "risk veto", "no directional theory")
         for position, name in enumerate(theories):
             outcome = signal.theories[position]
