@@ -11,16 +11,19 @@ from .compute import BacktestRun, synthesize_bar, window_at
 from .models import BarSignal, LookaheadDifference, LookaheadReport
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..config import V7Config
     from ..registry import Registry
 
 
-def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_factory: Callable[[], "Registry"], samples: list[tuple[str, int, dict[str, Any]]]) -> list[BarSignal] | str:
-    """In a fresh process: a fresh pipeline per sample, given copies of the candles up to the sample's bar only."""
+def fresh_config(raw_config: dict[str, Any], expected_hash: str, registry_factory: Callable[[], "Registry"]) -> "tuple[Registry, V7Config] | str":
+    """In a freshly spawned process: the registry and the backtest's config rebuilt, or why it cannot be.
+
+    Logging is set to warnings: the recomputed bars' info and debug lines were the backtest's already."""
     from ..config import ConfigError, validate_config
-    from ..engine import Pipeline, limit_threads
+    from ..engine import limit_threads
     from ..logs import configure_logging
 
-    configure_logging("warning")  # the recomputed bars' info and debug lines were the backtest's already
+    configure_logging("warning")
     limit_threads(1)
     registry = registry_factory()
     try:
@@ -29,6 +32,17 @@ def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_fa
         return f"the config could not be rebuilt in a fresh process: {exc}"
     if config.config_hash() != expected_hash:
         return f"the config rebuilt in a fresh process has hash {config.config_hash()}, not {expected_hash}"
+    return registry, config
+
+
+def _recompute_fresh(raw_config: dict[str, Any], expected_hash: str, registry_factory: Callable[[], "Registry"], samples: list[tuple[str, int, dict[str, Any]]]) -> list[BarSignal] | str:
+    """In a fresh process: a fresh pipeline per sample, given copies of the candles up to the sample's bar only."""
+    from ..engine import Pipeline
+
+    rebuilt = fresh_config(raw_config, expected_hash, registry_factory)
+    if isinstance(rebuilt, str):
+        return rebuilt
+    registry, config = rebuilt
     out = []
     for symbol, index, arrays in samples:
         copied = CandleSeries(symbol=symbol, granularity=config.engine.granularity, **arrays)
@@ -88,6 +102,11 @@ def compare_signals(symbol: str, original: BarSignal, again: BarSignal) -> list[
     return diffs
 
 
+def about_theories(difference: LookaheadDifference) -> bool:
+    """A difference in the theories' results (`<theory>.<field>`, or their count), not in the synthesizer's answer."""
+    return "." in difference.field or difference.field == "theories"
+
+
 def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factory: Callable[[], "Registry"] = load_registry) -> LookaheadReport:
     """Recompute a sample of the run's signals where the future cannot exist, and list every difference.
 
@@ -124,7 +143,7 @@ def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factor
     differences = []
     for (symbol, original), again in zip(picks, recomputed):
         # A learning synthesizer recomputed on one bar has seen nothing before it: only the theories compare here.
-        differences.extend(d for d in compare_signals(symbol, original, again) if not learning or "." in d.field or d.field == "theories")
+        differences.extend(d for d in compare_signals(symbol, original, again) if not learning or about_theories(d))
     checked = len(picks)
     if learning:
         from .replay_check import check_replay

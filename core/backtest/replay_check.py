@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from .lookahead import _close
+from .lookahead import about_theories, compare_signals, fresh_config
 from .models import BarSignal, LookaheadDifference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,19 +31,13 @@ def replay_points(run: "BacktestRun") -> list[tuple[str, int]]:
 def _replay_fresh(raw_config: dict[str, Any], expected_hash: str, registry_factory: Callable[[], "Registry"], settings: dict[str, Any],
                   jobs: list[tuple[str, dict[str, Any], str]]) -> list[list[BarSignal]] | str:
     """In the fresh process: the backtest of each (symbol, candles up to t, first signal bar) job."""
-    from ..config import ConfigError, validate_config
-    from ..logs import configure_logging
     from ..models import CandleSeries
     from .compute import resolve_settings, run_backtest
 
-    configure_logging("warning")  # the replay's per-bar lines (a learner warming up) are the original run's too
-    registry = registry_factory()
-    try:
-        config = validate_config(raw_config, registry, where="<backtest config>")
-    except ConfigError as exc:
-        return f"the config could not be rebuilt in a fresh process: {exc}"
-    if config.config_hash() != expected_hash:
-        return f"the config rebuilt in a fresh process has hash {config.config_hash()}, not {expected_hash}"
+    rebuilt = fresh_config(raw_config, expected_hash, registry_factory)
+    if isinstance(rebuilt, str):
+        return rebuilt
+    registry, config = rebuilt
     out = []
     for symbol, arrays, first in jobs:
         history = CandleSeries(symbol=symbol, granularity=config.engine.granularity, **arrays)
@@ -86,9 +80,7 @@ def check_replay(run: "BacktestRun", registry_factory: Callable[[], "Registry"])
             continue
         for a, b in zip(original, again):
             compared += 1
-            for name, same in (("direction", a.direction == b.direction), ("synthesizer", a.synthesizer == b.synthesizer),
-                               ("confidence", _close(a.confidence, b.confidence)), ("position", _close(a.position, b.position))):
-                if not same:
-                    differences.append(LookaheadDifference(symbol=symbol, bar_time=a.bar_time, field=f"replayed {name}",
-                                                           backtest=str(getattr(a, name)), recomputed=str(getattr(b, name))))
+            differences.extend(
+                d.model_copy(update={"field": f"replayed {d.field}"}) for d in compare_signals(symbol, a, b) if not about_theories(d)
+            )
     return compared, differences, None
