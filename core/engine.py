@@ -170,9 +170,7 @@ class Pipeline:
         prompt = self.build_prompt(request) if self.formatters and wanted else ""
         timings["formatters"] = (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
-        # The request was validated when it was built: hand its fields over as they are (no dump and re-validation per bar).
-        fields = {name: getattr(request, name) for name in type(request).model_fields}
-        synthesis, name, fallback_reason = self.synthesize(SynthesisRequest.model_construct(**fields, prompt=prompt))
+        synthesis, name, fallback_reason = self.synthesize(SynthesisRequest.of(request, prompt))
         timings["synthesizer"] = (time.perf_counter() - mark) * 1000
         return prompt, synthesis, name, fallback_reason
 

@@ -290,6 +290,12 @@ class SynthesisRequest(PromptRequest):
 
     prompt: str = ""
 
+    @classmethod
+    def of(cls, request: PromptRequest, prompt: str) -> "SynthesisRequest":
+        """`request` with its prompt. Its fields were validated when it was built: they are handed
+        over as they are (no dump and re-validation per bar)."""
+        return cls.model_construct(**{name: getattr(request, name) for name in type(request).model_fields}, prompt=prompt)
+
 
 class Synthesis(BaseModel):
     """A synthesizer's answer; the core turns it into a `Signal`."""

@@ -36,9 +36,8 @@ def baseline_answer(pipeline: "Pipeline", request: PromptRequest, synthesis: Syn
     assert pipeline.fallback is not None
     if answered_by == pipeline.fallback.name:
         return synthesis.direction, synthesis.confidence, synthesis.decided_by or ""
-    fields = {name: getattr(request, name) for name in type(request).model_fields}
     try:
-        answer = pipeline.fallback.synthesize(SynthesisRequest.model_construct(**fields, prompt=""))
+        answer = pipeline.fallback.synthesize(SynthesisRequest.of(request, ""))
     except Exception:
         return None
     return answer.direction, answer.confidence, answer.decided_by or ""
