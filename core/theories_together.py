@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from .components import Theory
 from .models import CandleSeries, TheoryResult
-from .theory_runner import finding_result, hung_theories, run_theory, too_few_candles
+from .theory_runner import CallWorker, finding_result, hung_theories, run_theory, timed_out, too_few_candles
 
 
 class _Job:
@@ -32,7 +32,6 @@ class _Job:
         self.lock = threading.Lock()
         self.current: tuple[int, float] | None = None  # (position, perf_counter at its start)
         self.abandoned = False
-        self.done = threading.Event()
 
     def run(self) -> None:
         for position, theory in enumerate(self.theories):
@@ -55,31 +54,14 @@ class _Job:
             self.current = None
 
 
-class _Worker:
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.busy = threading.Event()
-        threading.Thread(target=self._serve, name="theories", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            job.run()
-            self.busy.clear()
-            job.done.set()
-            del job  # holding a finished call would keep its theories and candles alive
-
-
 _local = threading.local()
 
 
-def _worker() -> _Worker:
+def _worker() -> CallWorker:
     """This thread's worker, in this process: a forked child inherits the thread-local but not the thread."""
     pid, worker = getattr(_local, "worker", (None, None))
     if worker is None or pid != os.getpid():
-        worker = _Worker()
+        worker = CallWorker("theories")
         _local.worker = (os.getpid(), worker)
         weakref.finalize(threading.current_thread(), worker.jobs.put, None)  # ends with its thread
     return worker
@@ -93,15 +75,20 @@ def run_theories(theories: Sequence[Theory], candles: CandleSeries, timeout: flo
     if len(todo) < 2 or worker.busy.is_set() or any(theories[i] in hung_theories for i in todo):
         return [r if r is not None else run_theory(t, candles, timeout) for t, r in zip(theories, results)]
     job = _Job([theories[i] for i in todo], candles)
-    worker.busy.set()
-    worker.jobs.put(job)
-    timed_out: int | None = None
+    finished: queue.SimpleQueue[None] = queue.SimpleQueue()
+    worker.submit(job.run, finished)
+    hung: int | None = None
     submitted = time.perf_counter()
-    while not job.done.wait(timeout=_until_deadline(job, timeout)):
+    while True:
+        try:
+            finished.get(timeout=_until_deadline(job, timeout))
+            break
+        except queue.Empty:
+            pass
         with job.lock:
             current = job.current
             if current is not None and time.perf_counter() - current[1] >= timeout:
-                job.abandoned, timed_out = True, current[0]
+                job.abandoned, hung = True, current[0]
                 hung_theories.add(job.theories[current[0]])
                 break
             if current is None and not any(job.answers) and time.perf_counter() - submitted >= timeout:
@@ -111,11 +98,8 @@ def run_theories(theories: Sequence[Theory], candles: CandleSeries, timeout: flo
         answer = job.answers[position]
         if answer is not None:
             results[i] = finding_result(theories[i], answer[1], answer[2], raised=answer[0])
-        elif position == timed_out:
-            results[i] = TheoryResult(
-                theory=theories[i].name, version=str(theories[i].version), status="error", elapsed_ms=timeout * 1000,
-                message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
-            )
+        elif position == hung:
+            results[i] = timed_out(theories[i], timeout, timeout * 1000)
         else:  # after the one that hung: each on its own worker again
             results[i] = run_theory(theories[i], candles, timeout)
     return [r for r in results if r is not None]

@@ -34,8 +34,9 @@ def limit_threads(max_threads: int) -> None:
         pass
 
 
-class _TheoryWorker:
-    """A daemon thread that runs one theory's calls, so a hang can be abandoned without killing anything.
+class CallWorker:
+    """A daemon thread that runs one theory's calls (or, for `run_theories`, a bar's theories in turn),
+    so a hang can be abandoned without killing anything.
 
     Reused from call to call (starting a thread per call costs ~0.5 ms per theory per bar). After a
     time-out the worker is set aside: while its call still runs, the theory answers `error` at once
@@ -72,12 +73,12 @@ hung_theories: "weakref.WeakSet[Theory]" = weakref.WeakSet()
 _workers = threading.local()
 
 
-def theory_worker(theory: Theory) -> _TheoryWorker:
+def theory_worker(theory: Theory) -> CallWorker:
     """This thread's worker for `theory` (run_theory and the batch runner share it)."""
     workers = _workers.__dict__.setdefault("by_theory", weakref.WeakKeyDictionary())
     worker = workers.get(theory)
     if worker is None:
-        worker = workers[theory] = _TheoryWorker(theory.name)
+        worker = workers[theory] = CallWorker(theory.name)
         weakref.finalize(theory, worker.jobs.put, None)  # the thread ends with its theory
     return worker
 
@@ -111,6 +112,14 @@ def finding_result(theory: Theory, finding: Any, elapsed_ms: float, raised: bool
     return TheoryResult(**base, status="ok", **checked.model_dump())
 
 
+def timed_out(theory: Theory, timeout: float, elapsed_ms: float) -> TheoryResult:
+    """The `error` result of a call abandoned after `timeout` seconds."""
+    return TheoryResult(
+        theory=theory.name, version=str(theory.version), status="error", elapsed_ms=elapsed_ms,
+        message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
+    )
+
+
 def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryResult:
     """Run one theory in isolation: an exception, a hang past `timeout` or invalid output becomes an error result."""
     base = {"theory": theory.name, "version": str(theory.version)}
@@ -134,8 +143,5 @@ def run_theory(theory: Theory, candles: CandleSeries, timeout: float) -> TheoryR
     try:
         raised, value = outcome.get(timeout=timeout)
     except queue.Empty:
-        return TheoryResult(
-            **base, status="error", elapsed_ms=(time.perf_counter() - started) * 1000,
-            message=f"timed out after {timeout:g} s", interpretation="The theory did not finish in time.",
-        )
+        return timed_out(theory, timeout, (time.perf_counter() - started) * 1000)
     return finding_result(theory, value, (time.perf_counter() - started) * 1000, raised=raised)
