@@ -14,6 +14,7 @@ from .logs import get_logger
 from .models import GRANULARITY_SECONDS, CandleSeries, count_gaps
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
@@ -105,26 +106,24 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
             and np.isfinite(volume).all() and (volume >= 0).all()
         )
     if clean:  # the common case, sorted and valid: the block's own copies, no row selection
+        rows: "np.ndarray | slice" = slice(None)
         timestamps = stamps.astype("int64")
-        return CandleSeries(
-            symbol=symbol, granularity=granularity, timestamp=timestamps, open=open_, high=high, low=low, close=close, volume=volume,
-            gaps=count_gaps(timestamps, GRANULARITY_SECONDS.get(granularity)), dropped={},
-        )
-    with np.errstate(invalid="ignore"):
-        drop(np.isnan(stamps), "unreadable timestamp")
-        drop(~np.isfinite(prices).all(axis=0), "non-finite price")
-        drop((prices <= 0).any(axis=0), "non-positive price")
-        drop(high < np.maximum(open_, close), "high below open/close")
-        drop(low > np.minimum(open_, close), "low above open/close")
-        drop(~np.isfinite(volume) | (volume < 0), "invalid volume")
-    rows = np.flatnonzero(alive)
-    rows = rows[np.argsort(stamps[rows], kind="stable")]
-    timestamps = stamps[rows].astype("int64")
-    if rows.shape[0] > 1:
-        last_of_each = np.append(timestamps[1:] != timestamps[:-1], True)  # keep the last row of a timestamp
-        if not last_of_each.all():
-            dropped["duplicate timestamp"] = dropped.get("duplicate timestamp", 0) + int((~last_of_each).sum())
-            rows, timestamps = rows[last_of_each], timestamps[last_of_each]
+    else:
+        with np.errstate(invalid="ignore"):
+            drop(np.isnan(stamps), "unreadable timestamp")
+            drop(~np.isfinite(prices).all(axis=0), "non-finite price")
+            drop((prices <= 0).any(axis=0), "non-positive price")
+            drop(high < np.maximum(open_, close), "high below open/close")
+            drop(low > np.minimum(open_, close), "low above open/close")
+            drop(~np.isfinite(volume) | (volume < 0), "invalid volume")
+        rows = np.flatnonzero(alive)
+        rows = rows[np.argsort(stamps[rows], kind="stable")]
+        timestamps = stamps[rows].astype("int64")
+        if rows.shape[0] > 1:
+            last_of_each = np.append(timestamps[1:] != timestamps[:-1], True)  # keep the last row of a timestamp
+            if not last_of_each.all():
+                dropped["duplicate timestamp"] = dropped.get("duplicate timestamp", 0) + int((~last_of_each).sum())
+                rows, timestamps = rows[last_of_each], timestamps[last_of_each]
 
     gaps = count_gaps(timestamps, GRANULARITY_SECONDS.get(granularity))
     if dropped:
