@@ -22,6 +22,7 @@ def portfolio_chart(path: Path, run: "BacktestRun") -> Path:
     import numpy as np
 
     from .portfolio import equity_of
+    from .report import mark_folds, save_chart
 
     result = run.result.portfolio
     assert result is not None
@@ -34,10 +35,7 @@ def portfolio_chart(path: Path, run: "BacktestRun") -> Path:
         sharpe = "-" if perf.sharpe is None else f"{perf.sharpe:.2f}"
         axis.plot(times, curve, color=COLOURS[name], linewidth=1.0,
                   label=f"{LABELS[name]} ({perf.total_return:+.1%}, Sharpe {sharpe}, max drawdown {perf.max_drawdown:.1%})")
-    for k, fold in enumerate(result.folds[1:], 2):
-        when = np.datetime64(int(fold.start.timestamp()), "s")
-        axis.axvline(when, color="#7570b3", linestyle="--", linewidth=0.8)
-        axis.text(when, axis.get_ylim()[1], f" fold {k}", color="#7570b3", fontsize=8, va="top")
+    mark_folds((axis,), result.folds)
     settings = result.settings
     axis.set_title(
         f"portfolio of {', '.join(result.symbols)} ({run.result.granularity}): {settings['method']}, covariance over "
@@ -48,7 +46,4 @@ def portfolio_chart(path: Path, run: "BacktestRun") -> Path:
     axis.set_ylabel("equity (start = 1, log scale)")
     axis.legend(loc="upper left")
     axis.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_chart(figure, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..files import create_private
 from ..timefmt import format_utc
@@ -85,11 +86,7 @@ def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
         f"{symbol} {run.result.granularity}: {scores.signals} signals, horizon {run.settings.horizon} bars; "
         f"config {run.result.config_hash}\n{verdict}", fontsize=10,
     )
-    for k, fold in enumerate(item.folds[1:], 2):  # walk-forward boundaries
-        when = np.datetime64(int(fold.start.timestamp()), "s")
-        for axis in (top, bottom):
-            axis.axvline(when, color="#7570b3", linestyle="--", linewidth=0.8)
-        top.text(when, top.get_ylim()[1], f" fold {k}", color="#7570b3", fontsize=8, va="top")
+    mark_folds((top, bottom), item.folds)
     _calibration_panel(figure.add_subplot(grid[:, 1]), scores.horizons[0].calibration if scores.horizons else None)
     top.set_ylabel("price")
     top.legend(loc="upper left")
@@ -98,6 +95,24 @@ def _chart(path: Path, run: BacktestRun, symbol: str) -> Path:
     bottom.set_ylabel("equity (start = 1)")
     bottom.legend(loc="upper left")
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    return save_chart(figure, path)
+
+
+def mark_folds(axes: tuple[Any, ...], folds: list[Any]) -> None:
+    """The walk-forward boundaries: a dashed line on each axis where a fold after the first starts, labelled on the first axis."""
+    import numpy as np
+
+    for k, fold in enumerate(folds[1:], 2):
+        when = np.datetime64(int(fold.start.timestamp()), "s")
+        for axis in axes:
+            axis.axvline(when, color="#7570b3", linestyle="--", linewidth=0.8)
+        axes[0].text(when, axes[0].get_ylim()[1], f" fold {k}", color="#7570b3", fontsize=8, va="top")
+
+
+def save_chart(figure: Any, path: Path) -> Path:
+    """Every report chart is written the same way, and its figure freed (a long report draws many)."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
