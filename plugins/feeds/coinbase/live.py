@@ -417,8 +417,19 @@ class CoinbaseLive:
             self._state.notify_all()
 
     def _backfill(self) -> None:
-        """After a reconnect: fetch the candles missed while disconnected and re-seed the forming bars."""
+        """After a reconnect: fetch the candles missed while disconnected and re-seed the forming bars.
+
+        The seed waits for the server's subscription acknowledgement (up to the heartbeat timeout):
+        a forming bar seeded before ticks flow again would miss the trades in between, and the next
+        fetch would have to seed it once more.
+        """
         log = get_logger(plugin=self.name)
+        wanted = {symbol for symbol, _ in self._histories}
+        with self._state:
+            self._state.wait_for(
+                lambda: self._closing.is_set() or not self._connected or wanted <= self._subscribed,
+                timeout=self.config.heartbeat_timeout_seconds,
+            )
         for (symbol, granularity), history in list(self._histories.items()):
             if self._closing.is_set():
                 return
