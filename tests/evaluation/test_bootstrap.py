@@ -10,7 +10,7 @@ import pytest
 from v7.core.evaluation import (
     Interval, block_length, block_resample_indices, calendar_resample_indices, hit_rate, mean_return, percentile_interval,
 )
-from v7.core.evaluation.bootstrap import index_chunks
+from v7.core.evaluation.bootstrap import block_sums, index_chunks
 
 
 def test_block_length_is_the_overlap_of_forward_returns():
@@ -43,6 +43,16 @@ def test_the_random_stream_does_not_depend_on_the_chunk_size():
     whole = block_resample_indices(57, 4, 33, seed=3)
     chunked = np.concatenate(list(index_chunks(57, 4, 33, seed=3, chunk=7)))
     assert np.array_equal(whole, chunked)
+
+
+@pytest.mark.parametrize("m,block", [(103, 10), (2000, 6), (57, 1), (40, 40)])
+def test_block_sums_are_the_sums_over_the_same_resamples(m, block):
+    values = np.random.default_rng(5).normal(size=(3, m)) * [[1.0], [1e3], [1e-3]]
+    idx = block_resample_indices(m, block, 250, seed=11)
+    explicit = np.stack([values[:, row].sum(axis=1) for row in idx])
+    fast = block_sums(values, block, 250, seed=11)
+    assert fast.shape == (250, 3)
+    assert np.allclose(fast, explicit, rtol=1e-12, atol=1e-12 * np.abs(values).sum(axis=1))
 
 
 def test_block_one_hit_rate_matches_the_analytic_interval_on_iid_data():
