@@ -293,8 +293,11 @@ class SynthesisRequest(PromptRequest):
     @classmethod
     def of(cls, request: PromptRequest, prompt: str) -> "SynthesisRequest":
         """`request` with its prompt. Its fields were validated when it was built: they are handed
-        over as they are (no dump and re-validation per bar)."""
-        return cls.model_construct(**{name: getattr(request, name) for name in type(request).model_fields}, prompt=prompt)
+        over as they are (no dump and re-validation per bar). A request that already is one, with
+        this prompt, is returned as it is (a backtest builds its requests so)."""
+        if type(request) is cls and request.prompt == prompt:  # type: ignore[attr-defined]
+            return request  # type: ignore[return-value]
+        return cls.model_construct(**{name: getattr(request, name) for name in PromptRequest.model_fields}, prompt=prompt)
 
 
 class Synthesis(BaseModel):

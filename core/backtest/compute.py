@@ -26,7 +26,7 @@ from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
 from ..features.keys import window_digests
-from ..models import CandleSeries, PromptRequest, TheoryResult
+from ..models import CandleSeries, PromptRequest, SynthesisRequest, TheoryResult
 from ..sizing import sizing_for
 from .history import load_histories, own_copy, signal_range
 from .learning import baseline_answer, compare_learned, learns
@@ -64,7 +64,8 @@ def synthesize_bar(
     `TheoryOutcome`s, when already made."""
     from ..logs import get_logger
 
-    request = PromptRequest(
+    # Already the synthesizer's request (empty prompt): `Pipeline.decide` hands it on as it is unless a formatter writes one.
+    request = SynthesisRequest(
         symbol=window.symbol, granularity=window.granularity, bar_time=window.last_time,
         price=window.last_price, results=results, context=None, candles=window,
     )
