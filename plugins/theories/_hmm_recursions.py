@@ -3,9 +3,9 @@
 
 Each bar's window is read and its fit planned exactly as `analyze` does (anchor fits shared through
 the instance's cache, full fits where `analyze` makes them). The warm-start EM of all warm bars then
-runs as ONE vectorised recursion (`em_many`: hmmlearn's EM step for step, every row at once); a bar
+runs in lockstep (`em_many`: hmmlearn's EM step for step, its C recursions row by row, the rest for every row at once); a bar
 whose EM breaks down, does not converge, stops within 1e-6 of the tolerance, or is among the last
-few still running is fitted by hmmlearn exactly as in `analyze`. The causal filter of every bar is
+few still running is fitted one by one (`_hmm_em.fit_em`) exactly as in `analyze`. The causal filter of every bar is
 one vectorised forward recursion (`forward_filter_many`, `forward_filter` for many rows). Only
 candles up to `t` are read for the finding at `t`.
 """
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .markov_regime import HmmParams, MarkovRegime
 
 LOG_FLOOR = 1e-300  # log(0) → about -690 instead of -inf and a warning
-LOCKSTEP_MIN_ROWS = 24  # em_many stops its vectorised EM when fewer rows are still running (hmmlearn is cheaper then)
+LOCKSTEP_MIN_ROWS = 24  # em_many stops its vectorised EM when fewer rows are still running (one-row EM is cheaper then)
 
 
 def forward_filter(x: "np.ndarray", params: HmmParams) -> tuple[float, float, float]:
@@ -92,21 +92,23 @@ def forward_filter_many(xs: "np.ndarray", params: list[HmmParams]) -> tuple["np.
 
 
 def em_many(xs: "np.ndarray", starts: list[HmmParams], n_iter: int, tol: float) -> list[tuple[HmmParams, int] | None]:
-    """hmmlearn's EM (`fit_em`: diagonal GaussianHMM, scaling forward-backward, default priors) from each start on
-    each row of `xs` (B, T), all rows in one recursion.
+    """`fit_em` (hmmlearn's EM: diagonal GaussianHMM, scaling forward-backward, default priors) from each start on
+    each row of `xs` (B, T), the rows in lockstep.
 
-    Each answer is (parameters, iterations) when EM converged before `n_iter` with usable parameters, far from the
-    tolerance's edge (every gain at least 1e-6 away from `tol`, so rounding cannot change the iteration it stops at);
-    None otherwise, and for the rows still running when fewer than `LOCKSTEP_MIN_ROWS` are: the caller then runs
-    hmmlearn itself on that row.
+    The forward and backward passes are hmmlearn's C recursions, one row at a time (a recursion cannot be
+    vectorised over time); the frame probabilities, posteriors and the M-step are computed for all rows at
+    once. Each answer is (parameters, iterations) when EM converged before `n_iter` with usable
+    parameters, far from the tolerance's edge (every gain at least 1e-6 away from `tol`, so rounding
+    cannot change the iteration it stops at); None otherwise, and for the rows still running when fewer
+    than `LOCKSTEP_MIN_ROWS` are: the caller then runs `fit_em` on that row.
     """
     import numpy as np
+    from hmmlearn import _hmmc
 
     from .markov_regime import HmmParams, usable
 
     count, length = xs.shape
-    x_t = np.ascontiguousarray(xs.T)  # (T, B)
-    x2_t = x_t ** 2
+    xs = np.ascontiguousarray(xs, dtype=np.float64)
     sp = np.array([p.startprob for p in starts], dtype=np.float64)  # (B, 2)
     tm = np.array([p.transmat for p in starts], dtype=np.float64)  # (B, 2, 2)
     mu = np.array([p.means for p in starts], dtype=np.float64)  # (B, 2)
@@ -117,72 +119,49 @@ def em_many(xs: "np.ndarray", starts: list[HmmParams], n_iter: int, tol: float) 
     ok = np.ones(count, dtype=bool)
     log_2pi = np.log(2 * np.pi)
     tiny = np.finfo(float).tiny
+    forward, backward, xi_sum = _hmmc.forward_scaling, _hmmc.backward_scaling, _hmmc.compute_scaling_xi_sum
     with np.errstate(all="ignore"):
         for iteration in range(1, n_iter + 1):
-            X, X2 = x_t[:, active], x2_t[:, active]
+            rows = active.shape[0]
+            X = xs[active]  # (A, T)
             s, a, m, c = sp[active], tm[active], mu[active], cv[active]
             cc = np.maximum(c, tiny)
-            # frame probabilities (T, B) per state, as hmmlearn's log density then exp
-            p0 = np.exp(-0.5 * (log_2pi + np.log(cc[:, 0]) + (X - m[:, 0]) ** 2 / cc[:, 0]))
-            p1 = np.exp(-0.5 * (log_2pi + np.log(cc[:, 1]) + (X - m[:, 1]) ** 2 / cc[:, 1]))
-            a00, a01, a10, a11 = a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1]
-            f0 = np.empty_like(p0)
-            f1 = np.empty_like(p0)
-            scaling = np.empty_like(p0)
-            # The recursions write into preallocated rows (`out=`): the same operations in the same
-            # order as the plain expressions, so the same bits, without a temporary per step.
-            u0, u1 = s[:, 0] * p0[0], s[:, 1] * p1[0]
-            tmp = np.empty_like(u0)
-            mul, add, div = np.multiply, np.add, np.divide
-            for t in range(length):
-                if t:
-                    v0, v1 = f0[t - 1], f1[t - 1]
-                    mul(v0, a00, out=u0)
-                    add(u0, mul(v1, a10, out=tmp), out=u0)
-                    mul(u0, p0[t], out=u0)
-                    mul(v0, a01, out=u1)
-                    add(u1, mul(v1, a11, out=tmp), out=u1)
-                    mul(u1, p1[t], out=u1)
-                k = div(1.0, add(u0, u1, out=tmp), out=scaling[t])
-                mul(u0, k, out=f0[t])
-                mul(u1, k, out=f1[t])
-            log_prob = -np.log(scaling).sum(axis=0)
-            g0 = np.empty_like(p0)
-            g1 = np.empty_like(p0)
-            g0[-1] = scaling[-1]
-            g1[-1] = scaling[-1]
-            w0, w1 = np.empty_like(u0), np.empty_like(u0)
-            for t in range(length - 2, -1, -1):
-                mul(p0[t + 1], g0[t + 1], out=w0)
-                mul(p1[t + 1], g1[t + 1], out=w1)
-                row0, row1 = g0[t], g1[t]
-                add(mul(a00, w0, out=row0), mul(a01, w1, out=tmp), out=row0)
-                mul(row0, scaling[t], out=row0)
-                add(mul(a10, w0, out=row1), mul(a11, w1, out=tmp), out=row1)
-                mul(row1, scaling[t], out=row1)
-            w0 = p0[1:] * g0[1:]
-            w1 = p1[1:] * g1[1:]
-            xi00 = (f0[:-1] * a00 * w0).sum(axis=0)
-            xi01 = (f0[:-1] * a01 * w1).sum(axis=0)
-            xi10 = (f1[:-1] * a10 * w0).sum(axis=0)
-            xi11 = (f1[:-1] * a11 * w1).sum(axis=0)
-            q0 = f0 * g0
-            q1 = f1 * g1
+            # frame probabilities (A, T, 2): hmmlearn's diagonal log density, then exp
+            # (each state's (A, T) plane computed contiguously, then interleaved for the C recursions)
+            log_c = log_2pi + np.log(cc)
+            frames = np.empty((rows, length, 2))
+            for k in (0, 1):
+                frames[:, :, k] = np.exp(-0.5 * (log_c[:, k:k + 1] + (X - m[:, k:k + 1]) ** 2 / cc[:, k:k + 1]))
+            fwd = np.empty_like(frames)
+            bwd = np.empty_like(frames)
+            trans = np.zeros((rows, 2, 2))
+            log_prob = np.full(rows, np.nan)
+            broken = np.zeros(rows, dtype=bool)
+            for j in range(rows):
+                try:
+                    log_prob[j], fwd[j], scaling = forward(s[j], a[j], frames[j])
+                    bwd[j] = backward(s[j], a[j], frames[j], scaling)
+                    trans[j] = xi_sum(fwd[j], a[j], bwd[j], frames[j])
+                except ValueError:  # the forward pass underflowed: fit_em raises the same, this row is left to it
+                    broken[j] = True
+            # posteriors per state as contiguous (A, T) planes, normalised over the two states
+            q0 = fwd[:, :, 0] * bwd[:, :, 0]
+            q1 = fwd[:, :, 1] * bwd[:, :, 1]
             total = q0 + q1
-            q0 = q0 / total
-            q1 = q1 / total
-            broken = ~(np.isfinite(scaling).all(axis=0) & np.isfinite(q0).all(axis=0) & np.isfinite(q1).all(axis=0))
+            total[total == 0] = 1
+            q0 /= total
+            q1 /= total
+            broken |= ~(np.isfinite(log_prob) & np.isfinite(q0).all(axis=1) & np.isfinite(q1).all(axis=1))
             # M-step (hmmlearn's, with its default priors)
-            start = np.stack([q0[0], q1[0]], axis=1)
-            start = np.where(s == 0, 0.0, start)
+            start = np.where(s == 0, 0.0, np.maximum(np.stack([q0[:, 0], q1[:, 0]], axis=1), 0))
             start = start / start.sum(axis=1, keepdims=True)
-            trans = np.stack([np.stack([xi00, xi01], axis=1), np.stack([xi10, xi11], axis=1)], axis=1)
-            trans = np.where(a == 0, 0.0, trans)
+            trans = np.where(a == 0, 0.0, np.maximum(trans, 0))
             row = trans.sum(axis=2, keepdims=True)
             trans = trans / np.where(row == 0, 1.0, row)
-            post = np.stack([q0.sum(axis=0), q1.sum(axis=0)], axis=1)
-            obs = np.stack([(q0 * X).sum(axis=0), (q1 * X).sum(axis=0)], axis=1)
-            obs2 = np.stack([(q0 * X2).sum(axis=0), (q1 * X2).sum(axis=0)], axis=1)
+            post = np.stack([q0.sum(axis=1), q1.sum(axis=1)], axis=1)  # (A, 2)
+            X2 = X * X
+            obs = np.stack([(q0 * X).sum(axis=1), (q1 * X).sum(axis=1)], axis=1)
+            obs2 = np.stack([(q0 * X2).sum(axis=1), (q1 * X2).sum(axis=1)], axis=1)
             means = obs / post
             c_n = obs2 - 2 * means * obs + means ** 2 * post
             covars = (1e-2 + c_n) / np.maximum(post, 1e-5)
@@ -198,8 +177,8 @@ def em_many(xs: "np.ndarray", starts: list[HmmParams], n_iter: int, tol: float) 
                     params = HmmParams(sp[b].copy(), tm[b].copy(), mu[b].copy(), cv[b].copy())
                     answers[b] = (params, iteration) if usable(params) else None
             active = active[~done]
-            if active.shape[0] < LOCKSTEP_MIN_ROWS:  # a vectorised step costs ~ that many hmmlearn steps:
-                break  # the few rows left (long or failing fits) are left to hmmlearn
+            if active.shape[0] < LOCKSTEP_MIN_ROWS:  # a lockstep iteration's fixed cost is that of ~ that many one-row steps:
+                break  # the few rows left (long or failing fits) are left to fit_em
     return answers
 
 
