@@ -57,14 +57,14 @@ def periods_per_year(granularity: str) -> float:
 def performance(filled: "Filled", per_year: float) -> Performance:
     import numpy as np
 
-    from scipy.stats import kurtosis, skew
+    from ..evaluation.moments import kurtosis, skewness
 
     returns, held = filled.returns, filled.held
     equity = np.concatenate([[1.0], np.cumprod(1.0 + returns)])
     per_bar = sharpe_ratio(returns, 1.0)
     moments = {}
     if per_bar is not None and returns.shape[0] >= 3:
-        moments = {"skewness": _finite(skew(returns)), "kurtosis": _finite(kurtosis(returns, fisher=False))}
+        moments = {"skewness": _finite(skewness(returns)), "kurtosis": _finite(kurtosis(returns))}
     return Performance(
         sharpe_per_bar=per_bar, **moments,
         total_return=float(equity[-1] - 1.0),
@@ -79,10 +79,9 @@ def performance(filled: "Filled", per_year: float) -> Performance:
 
 def correlations(signals: Sequence[BarSignal], forward: "np.ndarray", theories: Sequence[str]) -> list[TheoryCorrelation]:
     """Spearman and Pearson correlation of each theory's bias with the forward return."""
-    import warnings
-
     import numpy as np
-    from scipy import stats
+
+    from ..evaluation.moments import correlation_p_value, pearson, spearman
 
     out = []
     for position, name in enumerate(theories):
@@ -99,10 +98,8 @@ def correlations(signals: Sequence[BarSignal], forward: "np.ndarray", theories: 
         row = TheoryCorrelation(theory=name, n=len(biases), answered=answered / len(signals) if signals else 0.0)
         x, y = np.asarray(biases), np.asarray(returns)
         if len(biases) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rho, rho_p = stats.spearmanr(x, y)
-                r, r_p = stats.pearsonr(x, y)
+            rho, r = spearman(x, y), pearson(x, y)
+            rho_p, r_p = correlation_p_value(rho, x.shape[0]), correlation_p_value(r, x.shape[0])
             row.spearman, row.spearman_p = _finite(rho), _finite(rho_p)
             row.pearson, row.pearson_p = _finite(r), _finite(r_p)
         out.append(row)

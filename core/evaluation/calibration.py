@@ -77,7 +77,7 @@ def _bins(confidence: "np.ndarray", hit: "np.ndarray", count: int) -> list[Calib
     A bin's low/high are the smallest and largest confidence in it.
     """
     import numpy as np
-    from scipy.stats import rankdata
+    from .moments import rankdata
 
     n = confidence.shape[0]
     count = max(int(count), 1)

@@ -121,17 +121,18 @@ def _pairs(score, forward) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
 
 
 def _spearman(s: "np.ndarray", f: "np.ndarray") -> float | None:
-    """scipy's Spearman correlation; None below MIN_PAIRS pairs or when either side is constant."""
+    """Spearman's correlation; None below MIN_PAIRS pairs or when either side is constant."""
     import numpy as np
-    from scipy.stats import spearmanr
+
+    from .moments import spearman
 
     if s.shape[0] < MIN_PAIRS or np.ptp(s) == 0 or np.ptp(f) == 0:
         return None
-    return float(spearmanr(s, f).statistic)
+    return spearman(s, f)
 
 
 def _centred_ranks(x: "np.ndarray") -> "np.ndarray":
-    from scipy.stats import rankdata
+    from .moments import rankdata
 
     r = rankdata(x)
     return r - r.mean()

@@ -139,7 +139,8 @@ def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarra
     constant, or the variance term is not positive.
     """
     import numpy as np
-    from scipy.stats import kurtosis, skew
+
+    from .moments import kurtosis, skewness
 
     r = np.asarray(returns_of_best, dtype=np.float64)
     r = r[np.isfinite(r)]
@@ -151,15 +152,17 @@ def deflated_sharpe(sharpes_per_period: list[float], returns_of_best: "np.ndarra
     std = float(r.std(ddof=1))
     if not std > 1e-15:
         return None
-    return deflated_sharpe_of(float(r.mean() / std), t, float(skew(r)), float(kurtosis(r, fisher=False)), list(trials))
+    return deflated_sharpe_of(float(r.mean() / std), t, skewness(r), kurtosis(r), list(trials))
 
 
 def deflated_sharpe_of(sr: float, t: int, g3: float, g4: float, sharpes_per_period: list[float]) -> float | None:
     """The deflated Sharpe ratio from the best trial's moments (what a stored result keeps): per-period
     Sharpe `sr` over `t` returns with skewness `g3` and (non-excess) kurtosis `g4`; formula above."""
-    import numpy as np
-    from scipy.stats import norm
+    from statistics import NormalDist
 
+    import numpy as np
+
+    norm = NormalDist()
     trials = np.asarray(sharpes_per_period, dtype=np.float64)
     trials = trials[np.isfinite(trials)]
     if t < 3 or trials.shape[0] == 0:
@@ -169,7 +172,7 @@ def deflated_sharpe_of(sr: float, t: int, g3: float, g4: float, sharpes_per_peri
         sr0 = 0.0
     else:
         spread = math.sqrt(float(trials.var(ddof=1)))
-        sr0 = spread * ((1 - EULER_GAMMA) * norm.ppf(1 - 1 / count) + EULER_GAMMA * norm.ppf(1 - 1 / (count * math.e)))
+        sr0 = spread * ((1 - EULER_GAMMA) * norm.inv_cdf(1 - 1 / count) + EULER_GAMMA * norm.inv_cdf(1 - 1 / (count * math.e)))
     variance = 1 - g3 * sr + (g4 - 1) / 4 * sr * sr
     if not variance > 0:
         return None
