@@ -101,3 +101,14 @@ def series(close: np.ndarray, symbol: str = "SYN-USD", granularity: str = "1h", 
 def with_closes(candles: CandleSeries, close: np.ndarray) -> CandleSeries:
     """The same candles with other closes (bypassing validation)."""
     return series(close, candles.symbol, candles.granularity, validate=False)
+
+
+def hmmlearn_model(params, n_iter: int = 10, tol: float = 1e-2):
+    """hmmlearn's GaussianHMM holding markov_regime's `HmmParams` (diagonal, scaling, no initialisation of its
+    own): the oracle for likelihoods, posteriors and EM."""
+    from hmmlearn.hmm import GaussianHMM
+
+    model = GaussianHMM(n_components=2, covariance_type="diag", n_iter=n_iter, tol=tol, init_params="", implementation="scaling")
+    model.startprob_, model.transmat_ = params.startprob, params.transmat
+    model.means_, model.covars_ = params.means.reshape(2, 1), params.variances.reshape(2, 1)
+    return model

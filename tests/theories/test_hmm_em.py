@@ -14,13 +14,7 @@ from v7.testing import bundled_candles
 
 def hmmlearn_fit(x: np.ndarray, start: HmmParams, n_iter: int, tol: float):
     """GaussianHMM.fit from `start` as markov_regime used to run it: (params, iterations, history)."""
-    from hmmlearn.base import ConvergenceMonitor
-    from hmmlearn.hmm import GaussianHMM
-
-    model = GaussianHMM(n_components=2, covariance_type="diag", n_iter=n_iter, tol=tol, init_params="", implementation="scaling")
-    model.monitor_ = ConvergenceMonitor(tol, n_iter, False)
-    model.startprob_, model.transmat_ = start.startprob, start.transmat
-    model.means_, model.covars_ = start.means.reshape(2, 1), start.variances.reshape(2, 1)
+    model = synthetic.hmmlearn_model(start, n_iter, tol)
     model.fit(x.reshape(-1, 1))
     params = HmmParams(model.startprob_, model.transmat_, model.means_[:, 0], model.covars_[:, 0, 0])
     return params, model.monitor_.iter, list(model.monitor_.history)

@@ -50,16 +50,6 @@ def recording(theory: MarkovRegime) -> list[str]:
     return hows
 
 
-def hmmlearn_model(params: HmmParams):
-    """hmmlearn's GaussianHMM holding `params`: the oracle for likelihoods and posteriors."""
-    from hmmlearn.hmm import GaussianHMM
-
-    model = GaussianHMM(n_components=2, covariance_type="diag", init_params="", implementation="scaling")
-    model.startprob_, model.transmat_ = params.startprob, params.transmat
-    model.means_, model.covars_ = params.means.reshape(2, 1), params.variances.reshape(2, 1)
-    return model
-
-
 def true_params(p_stay: float) -> HmmParams:
     return HmmParams(
         np.array([0.5, 0.5]), np.array([[p_stay, 1 - p_stay], [1 - p_stay, p_stay]]), np.zeros(2), np.square(SIGMAS)
@@ -106,7 +96,7 @@ def test_forward_filter_matches_hmmlearn_and_is_causal():
     returns, _ = synthetic.two_state_regime(600, 3, SIGMAS, 0.98)
     x = (returns - returns.mean()) / returns.std()
     params = fit_em(x, starting_points(x, 1, 7)[0], 200, 1e-2).params
-    model = hmmlearn_model(params)
+    model = synthetic.hmmlearn_model(params)
     X = x.reshape(-1, 1)
     p0, p1, log_likelihood = forward_filter(x, params)
     assert log_likelihood == pytest.approx(model.score(X), rel=1e-10)
