@@ -74,9 +74,13 @@ def fakes():
 def live_config(tmp_path: Path, fakes, installed, synthesizer: str | None = None, **engine: Any) -> Path:
     coinbase, coingecko, deepseek = fakes
     config = tomllib.loads(LIVE_CONFIG.read_text())
-    # A 1 s interval keeps the test short; the deadline stays generous, so the cold first iteration
+    # A short interval keeps the test short; the deadline stays generous, so the cold first iteration
     # (1,000 candles paged, five theories) is not cut off by it and each iteration serves both symbols.
-    config["engine"].update({"interval_seconds": 1.0, "iteration_timeout_seconds": 60.0, **engine})
+    # A forming bar's signal is as of the whole second it was fetched in, and iterations are paced
+    # start to start, so fetches are `interval - (first fetch - second fetch)` apart: with 1 s the cold
+    # first fetch (four pages) often put both in one second and the second signal was "already stored".
+    # 2 s keeps them in different seconds unless the cold fetch is a full second slower than the warm one.
+    config["engine"].update({"interval_seconds": 2.0, "iteration_timeout_seconds": 60.0, **engine})
     config["feeds"]["coinbase"].update({
         "rest_url": coinbase.url, "ws_url": coinbase.ws_url,
         "max_retries": 1, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05,
