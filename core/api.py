@@ -88,4 +88,4 @@ def analyze(candles: "pd.DataFrame | CandleSeries", config: str | Path | None = 
     series = candles if isinstance(candles, CandleSeries) else series_from_frame(candles, symbol, cfg.engine.granularity)
     # Scoped, not process-wide: a notebook's own numpy keeps its threads after the call.
     with _thread_limits(cfg.engine.max_threads):
-        return pipeline.analyze(series.tail(cfg.engine.lookback))
+        return pipeline.analyze(series if len(series) <= cfg.engine.lookback else series.tail(cfg.engine.lookback))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 class CandleDataError(ValueError):
@@ -27,6 +28,8 @@ class CandleDataError(ValueError):
 def _to_unix_seconds(values: "pd.Series") -> "pd.Series":
     import pandas as pd
 
+    if values.dtype.kind == "M":  # datetimes (a naive one is read as UTC): whole seconds since the epoch
+        return (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     if values.dtype.kind in "iu" or (values.dtype.kind == "f" and values.notna().all()):
         return values.where(values < 1e11, values // 1000)
     numeric = pd.to_numeric(values, errors="coerce")
@@ -38,20 +41,57 @@ def _to_unix_seconds(values: "pd.Series") -> "pd.Series":
     return numeric.where(numeric.notna(), seconds)
 
 
-def _numeric_block(frame: "pd.DataFrame") -> "tuple[np.ndarray, ...] | None":
-    """timestamp, open, high, low, close, volume as float64 arrays when every column of the frame is
-    numeric and the timestamps hold no gap (NaN); None otherwise (the column-by-column path)."""
+def _numeric_block(frame: "pd.DataFrame", names: list) -> "np.ndarray | None":
+    """timestamp, open, high, low, close, volume as the rows of one float64 array (a copy), when
+    every column of the frame is a plain number; None otherwise (the column-by-column path).
+
+    One pandas conversion for the whole frame: in a notebook loop around `v7.analyze` each pandas
+    call costs several times its idle time (its code is cold between calls).
+    """
     import numpy as np
 
-    names = list(frame.columns)
-    if len(set(names)) != len(names) or not set(COLUMNS) <= set(names) or any(d.kind not in "iuf" for d in frame.dtypes):
+    if len(set(names)) != len(names) or not _COLUMN_SET <= set(names):
         return None
-    block = frame.to_numpy(dtype="float64")
-    position = {name: i for i, name in enumerate(names)}
-    stamps = block[:, position["timestamp"]]
-    if np.isnan(stamps).any():
+    block = frame.to_numpy()  # numbers only when every column is one (datetimes, text, pd.NA: object)
+    if block.dtype.kind not in "iuf":
         return None
-    return tuple(np.ascontiguousarray(block[:, position[name]]) for name in COLUMNS)
+    if names != COLUMNS:
+        block = block[:, [names.index(name) for name in COLUMNS]]
+    return np.array(block.T, dtype="float64", order="C")  # never shares memory with the caller's frame
+
+
+def _columns(frame: "pd.DataFrame") -> "tuple[np.ndarray, ...]":
+    """The column-by-column path: text, datetimes and gaps (NaN) become float64, unreadable values NaN;
+    copies, never views of the caller's frame."""
+    import numpy as np
+    import pandas as pd
+
+    def numbers(column: str) -> "np.ndarray":
+        values = frame[column]
+        if values.dtype.kind in "fiu":
+            return values.to_numpy(dtype="float64", copy=True)
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", copy=True)
+
+    raw = frame["timestamp"]
+    if raw.dtype.kind in "iuf" and not raw.isna().any():  # numbers already: no pandas conversion
+        stamps = raw.to_numpy(dtype="float64", copy=True)
+    else:
+        stamps = _to_unix_seconds(raw).to_numpy(dtype="float64", copy=True)
+    volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
+    return (stamps, *(numbers(c) for c in ("open", "high", "low", "close")), volume)
+
+
+def _all_valid(stamps: "np.ndarray", open_: "np.ndarray", high: "np.ndarray", low: "np.ndarray", close: "np.ndarray", volume: "np.ndarray") -> bool:
+    """True when no row needs dropping or moving: increasing timestamps, sane prices and volumes."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        return len(stamps) > 1 and bool(
+            (stamps[1:] > stamps[:-1]).all()  # false for NaN too
+            and np.isfinite(high).all() and np.isfinite(volume).all() and (volume >= 0).all() and (low > 0).all()
+            # low ≤ open, close ≤ high with finite high and positive low: every price finite and positive
+            and (high >= open_).all() and (high >= close).all() and (low <= open_).all() and (low <= close).all()
+        )
 
 
 def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, source: str = "") -> CandleSeries:
@@ -63,53 +103,32 @@ def validate_candles(frame: "pd.DataFrame", symbol: str, granularity: str, sourc
     numpy arrays: `v7.analyze` validates 1,000 candles in well under a millisecond.
     """
     import numpy as np
-    import pandas as pd
 
-    missing = [c for c in COLUMNS[:5] if c not in frame.columns]
+    names = frame.columns.tolist()
+    missing = [c for c in COLUMNS[:5] if c not in names]
     if missing:
         raise CandleDataError(f"{source or symbol}: missing column(s) {', '.join(missing)}; expected header {','.join(COLUMNS)}")
 
-    arrays = _numeric_block(frame)
-    if arrays is not None:  # every column a number already: one conversion, no pandas Series per column
-        stamps, open_, high, low, close, volume = arrays
-        stamps = np.where(stamps < 1e11, stamps, stamps // 1000)  # milliseconds, a common slip
-    else:
-        def numbers(column: str) -> "np.ndarray":
-            values = frame[column]
-            if values.dtype.kind in "fiu":
-                return values.to_numpy(dtype="float64")
-            return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
-
-        raw = frame["timestamp"]
-        if raw.dtype.kind in "iuf" and not raw.isna().any():  # numbers already: no pandas conversion
-            stamps = raw.to_numpy(dtype="float64")
-            stamps = np.where(stamps < 1e11, stamps, stamps // 1000)
-        else:
-            stamps = _to_unix_seconds(raw).to_numpy(dtype="float64")
-        open_, high, low, close = (numbers(c) for c in ("open", "high", "low", "close"))
-        volume = numbers("volume") if "volume" in frame.columns else np.zeros(len(frame))
-    alive = np.ones(len(frame), dtype=bool)
+    block = _numeric_block(frame, names)
+    stamps, open_, high, low, close, volume = _columns(frame) if block is None else block
+    if (stamps >= 1e11).any():  # milliseconds, a common slip
+        stamps = np.where(stamps < 1e11, stamps, stamps // 1000)
     dropped: dict[str, int] = {}
-
-    def drop(mask: "np.ndarray", reason: str) -> None:
-        hit = mask & alive
-        count = int(hit.sum())
-        if count:
-            dropped[reason] = dropped.get(reason, 0) + count
-            alive[hit] = False
-
-    with np.errstate(invalid="ignore"):
-        prices = np.stack([open_, high, low, close])
-        clean = arrays is not None and len(stamps) > 1 and bool(
-            (np.diff(stamps) > 0).all() and np.isfinite(prices).all() and (prices > 0).all()
-            and (high >= np.maximum(open_, close)).all() and (low <= np.minimum(open_, close)).all()
-            and np.isfinite(volume).all() and (volume >= 0).all()
-        )
-    if clean:  # the common case, sorted and valid: the block's own copies, no row selection
+    if _all_valid(stamps, open_, high, low, close, volume):  # the common case: the arrays as they are
         rows: "np.ndarray | slice" = slice(None)
         timestamps = stamps.astype("int64")
     else:
+        alive = np.ones(len(frame), dtype=bool)
+
+        def drop(mask: "np.ndarray", reason: str) -> None:
+            hit = mask & alive
+            count = int(hit.sum())
+            if count:
+                dropped[reason] = dropped.get(reason, 0) + count
+                alive[hit] = False
+
         with np.errstate(invalid="ignore"):
+            prices = np.stack([open_, high, low, close])
             drop(np.isnan(stamps), "unreadable timestamp")
             drop(~np.isfinite(prices).all(axis=0), "non-finite price")
             drop((prices <= 0).any(axis=0), "non-positive price")
@@ -150,11 +169,16 @@ def read_candles_csv(path: str | Path, symbol: str, granularity: str = "1h") -> 
 
 
 def series_from_frame(frame: "pd.DataFrame", symbol: str = "UNKNOWN-USD", granularity: str = "1h") -> CandleSeries:
-    names = {c: str(c).strip().lower() for c in frame.columns}
-    if any(c != name for c, name in names.items()):
-        frame = frame.rename(columns=names)
-    if "timestamp" not in frame.columns and frame.index.name and str(frame.index.name).lower() in ("timestamp", "time", "date"):
-        frame = frame.reset_index().rename(columns={frame.index.name: "timestamp"})
+    """A notebook's DataFrame as a validated series: column names in any case; the time in a
+    `timestamp` column or in the index (named timestamp/time/date, or any datetime index)."""
+    names = frame.columns.tolist()
+    lowered = [str(c).strip().lower() for c in names]
+    if lowered != names:
+        frame = frame.set_axis(lowered, axis=1)
+    if "timestamp" not in frame.columns:
+        index_name = str(frame.index.name).lower() if frame.index.name is not None else None
+        if index_name in ("timestamp", "time", "date") or (index_name is None and frame.index.dtype.kind == "M"):
+            frame = frame.rename_axis("timestamp").reset_index()
     return validate_candles(frame, symbol, granularity, source="DataFrame")
 
 

@@ -43,7 +43,10 @@ def count_gaps(timestamps: "np.ndarray", step: int | None) -> int:
     """Missing bars between consecutive timestamps (unix seconds) spaced `step` seconds apart."""
     if not step or len(timestamps) < 2:
         return 0
-    return int(((timestamps[1:] - timestamps[:-1]) // step - 1).clip(min=0).sum())
+    steps = timestamps[1:] - timestamps[:-1]
+    if (steps == step).all():  # the usual case, in half the work
+        return 0
+    return int((steps // step - 1).clip(min=0).sum())
 
 
 def utc_now() -> datetime:

@@ -109,7 +109,8 @@ def finding_result(theory: Theory, finding: Any, elapsed_ms: float, raised: bool
     except ValidationError as exc:
         message = f"invalid output: {one_line(exc, limit=20)}"
         return TheoryResult(**base, status="error", message=message, interpretation=message)
-    return TheoryResult(**base, status="ok", **checked.model_dump())
+    # Every field was just validated (TheoryFinding's rules are TheoryResult's and stricter); the rest is the core's own.
+    return TheoryResult.model_construct(**base, status="ok", message=None, **dict(checked))
 
 
 def timed_out(theory: Theory, timeout: float, elapsed_ms: float) -> TheoryResult:

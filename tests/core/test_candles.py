@@ -107,3 +107,31 @@ def test_gap_counts_answer_every_slice_as_a_recount_would():
     for a in range(len(series)):
         for b in range(a + 1, len(series) + 1):
             assert series.slice(a, b, int(counts[b - 1] - counts[a])).gaps == series.slice(a, b).gaps
+
+
+def test_datetimes_in_a_column_or_the_index_are_unix_seconds():
+    times = pd.date_range("2024-01-01", periods=3, freq="h")
+    prices = {"open": [1.0, 2.0, 3.0], "high": [2.0, 3.0, 4.0], "low": [0.5, 1.5, 2.5], "close": [1.5, 2.5, 3.5], "volume": [1.0, 1.0, 1.0]}
+    expected = [1704067200, 1704070800, 1704074400]
+    for stamps in (times, times.tz_localize("UTC"), times.tz_localize("UTC").tz_convert("Asia/Tokyo")):
+        assert series_from_frame(pd.DataFrame({"timestamp": stamps, **prices})).timestamp.tolist() == expected
+        assert series_from_frame(pd.DataFrame(prices, index=stamps)).timestamp.tolist() == expected  # an unnamed datetime index
+        assert series_from_frame(pd.DataFrame(prices, index=stamps.rename("Date"))).timestamp.tolist() == expected
+
+
+def test_columns_in_another_order_and_an_infinite_high_are_handled_on_the_fast_path():
+    frame = pd.DataFrame({
+        "Close": [1.5, 2.5, 3.5], "Volume": [1.0, 2.0, 3.0], "Timestamp": [0, 3600, 7200],
+        "High": [2.0, np.inf, 4.0], "Low": [0.5, 1.5, 2.5], "Open": [1.0, 2.0, 3.0],
+    })
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    assert series.timestamp.tolist() == [0, 7200] and series.close.tolist() == [1.5, 3.5] and series.volume.tolist() == [1.0, 3.0]
+    assert series.dropped == {"non-finite price": 1}
+
+
+def test_the_column_by_column_path_owns_its_arrays_too():
+    close = np.array([1.0, 2.0, 3.0])
+    frame = pd.DataFrame({"timestamp": [0, 3600, 7200], "open": close, "high": close, "low": close, "close": close, "volume": close, "note": "x"})
+    series = series_from_frame(frame, "BTC-USD", "1h")
+    frame.loc[0, "close"] = -1.0
+    assert series.close.tolist() == [1.0, 2.0, 3.0]
