@@ -25,13 +25,14 @@ from ..collector import heap_frozen
 from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
-from ..features.keys import window_digests
+from ..features.store import Stored
+from ..features.keys import metrics_digests, window_digests
 from ..models import CandleSeries, PromptRequest, SynthesisRequest, TheoryResult
 from ..sizing import sizing_for
 from .history import load_histories, own_copy, signal_range
 from .learning import baseline_answer, compare_learned, learns
 from .llm import estimate_llm, is_llm, llm_usage
-from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, TheoryOutcome, metrics_digests
+from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, TheoryOutcome
 from .evidence import pooled_for
 from .scoring import symbol_result
 
@@ -84,8 +85,8 @@ def synthesize_bar(
     )
 
 
-# Per bar index: the stored result of each theory the feature store already has for that window.
-Known = dict[int, dict[str, TheoryResult]]
+# Per bar index: the stored result (and its metrics digest) of each theory the feature store already has for that window.
+Known = dict[int, dict[str, Stored]]
 # (bar index, result) of every theory result computed, to be written to the feature store.
 Fresh = list[tuple[int, TheoryResult]]
 
@@ -113,7 +114,7 @@ def results_at(
 
     known = known or {}
     batched = [t for t in pipeline.theories if type(t).supports("analyze_batch")]
-    by_bar: dict[int, dict[str, TheoryResult]] = {t: dict(known.get(t, {})) for t in indices}
+    by_bar: dict[int, dict[str, TheoryResult]] = {t: {name: stored.result for name, stored in known.get(t, {}).items()} for t in indices}
     timeout = pipeline.config.engine.theory_timeout_seconds
     for theory in batched:
         missing = [t for t in indices if theory.name not in by_bar[t]]
@@ -147,14 +148,24 @@ def signals_for(
     `known` results are used instead of running their theory; computed ones are appended to `fresh`.
     """
     results = results_at(pipeline, history, indices, lookback, known, fresh)
-    # Digests a theory at a time over the chunk: one numpy pass instead of a formatting per result.
-    digests = [metrics_digests([bar[k].metrics for bar in results]) for k in range(len(pipeline.theories))]
+    digests = [_digests(name, [bar[k] for bar in results], [(known or {}).get(t, {}).get(name) for t in indices])
+               for k, name in enumerate(t.name for t in pipeline.theories)]
     outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
     # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no
     # copy, and its gaps from one cumulated count instead of a recount per bar.
     gaps = history.gap_counts()
     windows = (history.slice(lo, t + 1, int(gaps[t] - gaps[lo])) for lo, t in ((max(0, t + 1 - lookback), t) for t in indices))
     return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, results, outcomes)]
+
+
+def _digests(theory: str, column: list[TheoryResult], stored: "list[Stored | None]") -> list[str]:
+    """The metrics digest of each of a theory's results over a chunk: the stored one where the result
+    was read, the rest computed in one numpy pass (`metrics_digests`) instead of a formatting per result."""
+    out = [s.metrics_digest if s is not None else "" for s in stored]
+    missing = [i for i, s in enumerate(stored) if s is None]
+    for i, digest in zip(missing, metrics_digests([column[i].metrics for i in missing])):
+        out[i] = digest
+    return out
 
 
 def theory_results_for(

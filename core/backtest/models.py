@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..evaluation import Calibration, Interval, ShiftNull, Verdict
+from ..features.keys import metrics_digest, metrics_digests  # noqa: F401 - re-exported: v7.core.backtest.metrics_digest
 from ..models import CostEstimate, TheoryResult, TokenUsage
 from .portfolio_models import PortfolioResult
 
@@ -319,35 +319,6 @@ class TheoryOutcome:
             result.theory, result.status, result.bias, result.confidence, result.label,
             metrics_digest(result.metrics) if digest is None else digest, result.elapsed_ms,
         )
-
-
-MANTISSA_BITS = 34  # 2**-34 ≈ 5.8e-11: about ten significant digits
-
-
-def metrics_digests(many: "list[dict[str, float]]") -> list[str]:
-    """`metrics_digest` of each dict, rounded and hashed a whole column at a time (a backtest's thousands of bars)."""
-    import numpy as np
-
-    out: list[str] = [""] * len(many)
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for position, metrics in enumerate(many):
-        groups.setdefault(tuple(sorted(metrics)), []).append(position)
-    for names, positions in groups.items():
-        prefix = ";".join(names).encode() + b"|"
-        values = np.array([[many[p][name] for name in names] for p in positions], dtype=np.float64).reshape(len(positions), len(names))
-        with np.errstate(invalid="ignore", over="ignore"):
-            mantissa, exponent = np.frexp(values)
-            rounded = np.ldexp(np.round(mantissa * 2.0**MANTISSA_BITS) / 2.0**MANTISSA_BITS, exponent) + 0.0  # + 0.0: -0.0 becomes 0.0
-        rounded[np.isnan(values)] = np.nan  # one bit pattern for every NaN
-        for p, row in zip(positions, rounded):
-            out[p] = hashlib.blake2b(prefix + row.tobytes(), digest_size=8).hexdigest()
-    return out
-
-
-def metrics_digest(metrics: dict[str, float]) -> str:
-    """Metric names and values rounded to about ten significant digits (34 mantissa bits), hashed:
-    equal digests mean the same numbers for any purpose, whichever path computed them."""
-    return metrics_digests([metrics])[0]
 
 
 @dataclass

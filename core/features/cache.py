@@ -9,7 +9,7 @@ from ..collector import gc_paused
 from ..logs import get_logger
 from ..models import TheoryResult
 from .keys import theory_key
-from .store import FeatureStore
+from .store import FeatureStore, Stored
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..components import Theory
@@ -34,16 +34,16 @@ class FeatureCache:
         keys = {t.name: theory_key(config, t.name, str(t.version)) for t in theories}
         return cls(FeatureStore(Path(root).resolve()), config.engine.granularity, keys)
 
-    def lookup(self, symbol: str, bar_times: Sequence[int], digests: Sequence[str]) -> dict[int, dict[str, TheoryResult]]:
-        """Per bar time, the stored result of each theory that has one for exactly that window.
+    def lookup(self, symbol: str, bar_times: Sequence[int], digests: Sequence[str]) -> dict[int, dict[str, Stored]]:
+        """Per bar time, the stored result (and its metrics digest) of each theory that has one for exactly that window.
 
         The cyclic garbage collector is paused meanwhile: tens of thousands of new results (which
         hold no cycles) would otherwise trigger full collections that cost as much as the reading."""
-        found: dict[int, dict[str, TheoryResult]] = {}
+        found: dict[int, dict[str, Stored]] = {}
         with gc_paused():
             for theory, key in self.keys.items():
-                for bar_time, result in self.store.read(symbol, self.granularity, theory, key, bar_times, digests).items():
-                    found.setdefault(bar_time, {})[theory] = result
+                for bar_time, stored in self.store.read_stored(symbol, self.granularity, theory, key, bar_times, digests).items():
+                    found.setdefault(bar_time, {})[theory] = stored
         return found
 
     def add(self, symbol: str, bar_time: int, digest: str, result: TheoryResult) -> None:

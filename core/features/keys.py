@@ -96,3 +96,32 @@ def _finish(value: int, length: int) -> str:
     """Fold the length in and mix, so windows of different sizes never share a digest by accident."""
     digest = hashlib.blake2b((value ^ (length * 0x9E3779B97F4A7C15 & MASK)).to_bytes(8, "little"), digest_size=8)
     return digest.hexdigest()
+
+
+MANTISSA_BITS = 34  # 2**-34 ≈ 5.8e-11: about ten significant digits
+
+
+def metrics_digests(many: "list[dict[str, float]]") -> list[str]:
+    """`metrics_digest` of each dict, rounded and hashed a whole column at a time (a backtest's thousands of bars)."""
+    import numpy as np
+
+    out: list[str] = [""] * len(many)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, metrics in enumerate(many):
+        groups.setdefault(tuple(sorted(metrics)), []).append(position)
+    for names, positions in groups.items():
+        prefix = ";".join(names).encode() + b"|"
+        values = np.array([[many[p][name] for name in names] for p in positions], dtype=np.float64).reshape(len(positions), len(names))
+        with np.errstate(invalid="ignore", over="ignore"):
+            mantissa, exponent = np.frexp(values)
+            rounded = np.ldexp(np.round(mantissa * 2.0**MANTISSA_BITS) / 2.0**MANTISSA_BITS, exponent) + 0.0  # + 0.0: -0.0 becomes 0.0
+        rounded[np.isnan(values)] = np.nan  # one bit pattern for every NaN
+        for p, row in zip(positions, rounded):
+            out[p] = hashlib.blake2b(prefix + row.tobytes(), digest_size=8).hexdigest()
+    return out
+
+
+def metrics_digest(metrics: dict[str, float]) -> str:
+    """Metric names and values rounded to about ten significant digits (34 mantissa bits), hashed:
+    equal digests mean the same numbers for any purpose, whichever path computed them."""
+    return metrics_digests([metrics])[0]

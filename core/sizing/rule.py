@@ -91,19 +91,27 @@ def annual_volatility(close: "np.ndarray", bars: int, granularity: str) -> float
     return float(returns.std(ddof=1) * math.sqrt(SECONDS_PER_YEAR / granularity_seconds(granularity)))
 
 
+def flat_rule(direction: str | None, settings: "SizingConfig") -> str | None:
+    """Why this answer takes no position whatever the candles and the risk say; None when it may take one."""
+    if not settings.enabled:
+        return "sizing off ([sizing] enabled = false)"
+    if direction not in ("BUY", "SELL"):
+        return f"{direction or 'no signal'}: no position"
+    if direction == "SELL" and not settings.short_enabled:
+        return "SELL with short_enabled = false: flat"
+    return None
+
+
 def position_for(
     direction: str | None, confidence: float, calibrated: bool, close: "np.ndarray | None", granularity: str,
     cvar: float | None, settings: "SizingConfig", risk_missing: str | None = None,
 ) -> Sizing:
     """The position for one signal. `cvar` = the risk theory's tail loss (None: no risk theory enabled);
     `risk_missing` = why a risk theory that is enabled gave none (then no position: the budget cannot be checked)."""
-    if not settings.enabled:
-        return Sizing(position=0.0, rule="sizing off ([sizing] enabled = false)")
-    if direction not in ("BUY", "SELL"):
-        return Sizing(position=0.0, rule=f"{direction or 'no signal'}: no position")
+    flat = flat_rule(direction, settings)
+    if flat is not None:
+        return Sizing(position=0.0, rule=flat)
     short = direction == "SELL"
-    if short and not settings.short_enabled:
-        return Sizing(position=0.0, rule="SELL with short_enabled = false: flat")
     if risk_missing is not None:
         return Sizing(position=0.0, rule=f"no position: {risk_missing}, so the loss budget cannot be checked")
     if close is None:
@@ -163,6 +171,9 @@ def sizing_for(pipeline: "Pipeline", request: "PromptRequest", synthesis: "Synth
     """The sizing of the synthesizer's answer on `request` (the candles the theories saw); never raises:
     a failure is logged and sizes nothing, so a signal is never lost to its sizing."""
     try:
+        flat = flat_rule(synthesis.direction, pipeline.config.sizing)
+        if flat is not None:  # most answers: no need for the risk theory's tail or the candles
+            return Sizing(position=0.0, rule=flat)
         synthesizer = next((s for s in (pipeline.synthesizer, pipeline.fallback) if s is not None and s.name == answered_by), None)
         calibrated = synthesizer is not None and type(synthesizer).calibrated
         cvar, missing = tail_loss(request.results, pipeline.theories)

@@ -136,6 +136,41 @@ def test_results_round_trip_exactly_including_nan_metrics_and_none_bias(tmp_path
     assert store.read("BTC-USD", "1h", "t", "k1", [3600, 99], ["other", "d"]) == {}
 
 
+def test_metrics_in_their_own_order_per_row_and_their_digests_come_back(tmp_path):
+    from v7.core.backtest import metrics_digest
+
+    store = FeatureStore(tmp_path)
+    shapes = [{"a": 1.0, "b": 2.0}, {"b": 3.0, "a": 4.0}, {"c": 0.5}, {}]
+    rows = [(3600 * (i + 1), f"d{i}", TheoryResult(theory="t", version="1", status="ok", confidence=0.5, label="x", interpretation="i", metrics=m))
+            for i, m in enumerate(shapes)]
+    store.write("BTC-USD", "1h", "t", "k", rows)
+    back = store.read_stored("BTC-USD", "1h", "t", "k", [t for t, _, _ in rows], [d for _, d, _ in rows])
+    for bar_time, _, original in rows:
+        assert list(back[bar_time].result.metrics.items()) == list(original.metrics.items())
+        assert back[bar_time].metrics_digest == metrics_digest(original.metrics)
+
+
+def test_a_file_of_the_first_format_is_read_and_rewritten_in_the_current_one(tmp_path):
+    """Metrics as JSON text in a `metrics` column (the first format): still a hit, not a recompute."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = FeatureStore(tmp_path)
+    path = store.path("BTC-USD", "1h", "t", "k")
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({
+        "bar_time": [3600], "digest": ["d1"], "status": ["ok"], "bias": [0.25], "confidence": [0.5], "label": ["x"],
+        "interpretation": ["i"], "message": [None], "metrics": ['{"hurst":0.3,"nan":NaN}'], "elapsed_ms": [1.5], "theory_version": ["1"],
+    }), path)
+    [old] = store.read("BTC-USD", "1h", "t", "k", [3600], ["d1"]).values()
+    assert old.bias == 0.25 and old.metrics["hurst"] == 0.3 and math.isnan(old.metrics["nan"])
+    new = TheoryResult(theory="t", version="1", status="ok", confidence=0.5, label="y", interpretation="i", metrics={"hurst": 0.7})
+    assert store.write("BTC-USD", "1h", "t", "k", [(7200, "d2", new)]) == 1
+    assert "metrics" not in pq.read_table(path).column_names
+    back = store.read("BTC-USD", "1h", "t", "k", [3600, 7200], ["d1", "d2"])
+    assert back[3600].metrics["hurst"] == 0.3 and math.isnan(back[3600].metrics["nan"]) and back[7200].label == "y"
+
+
 def test_writes_merge_and_error_results_are_not_stored(tmp_path):
     store = FeatureStore(tmp_path)
     ok = TheoryResult(theory="t", version="1", status="ok", bias=0.1, confidence=0.5, label="a", interpretation="i")
