@@ -52,20 +52,24 @@ def _table(rows: "Sequence[tuple[int, str, TheoryResult]]") -> "pa.Table":
     import pyarrow as pa
 
     results = [r for _, _, r in rows]
-    names: dict[str, None] = {}  # every metric name, in order of first appearance
-    for result in results:
-        names.update(dict.fromkeys(result.metrics))
+    metrics = [r.metrics for r in results]
+    orders: dict[tuple[str, ...], str] = {}  # each order of metric names met, as its JSON list
+    for m in metrics:
+        key = tuple(m)
+        if key not in orders:
+            orders[key] = json.dumps(list(key), separators=(",", ":"))
+    names = dict.fromkeys(name for key in orders for name in key)  # every metric name, in order of first appearance
     data: dict[str, Any] = {
         "bar_time": [int(t) for t, _, _ in rows], "digest": [d for _, d, _ in rows],
         "status": [r.status for r in results], "bias": [r.bias for r in results], "confidence": [float(r.confidence) for r in results],
         "label": [r.label for r in results], "interpretation": [r.interpretation for r in results], "message": [r.message for r in results],
         "elapsed_ms": [float(r.elapsed_ms) for r in results], "theory_version": [r.version for r in results],
-        "metric_names": [json.dumps(list(r.metrics), separators=(",", ":")) for r in results],
-        "metrics_digest": metrics_digests([r.metrics for r in results]),
+        "metric_names": [orders[tuple(m)] for m in metrics],
+        "metrics_digest": metrics_digests(metrics),
     }
     fields = [(name, pa.int64() if _TYPES.get(name) == "int64" else pa.float64() if name in _TYPES else pa.string()) for name in COLUMNS]
     for name in names:
-        data[METRIC + name] = [None if (v := r.metrics.get(name)) is None else float(v) for r in results]
+        data[METRIC + name] = [m.get(name) for m in metrics]  # floats already (TheoryResult); None = not in that row
         fields.append((METRIC + name, pa.float64()))
     return pa.table(data, schema=pa.schema(fields))
 
