@@ -19,7 +19,7 @@ from ..evaluation import (
 )
 from ..evaluation.null import ShiftNull
 from ..models import CandleSeries
-from .execution import Execution, decisions, fill, in_force
+from .execution import Execution, decisions, fill, in_force, interval_returns
 from .models import BarSignal, DirectionEvidence, HorizonScores, PooledScores, TheoryEvidence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,6 +135,8 @@ def shift_null(history: CandleSeries, signals: Sequence[BarSignal], first: int, 
         held, None, execution.cost_rate, periods_per_year(history.granularity), shifts=settings.bootstrap_resamples,
         seed=settings.seed, min_shift=block_for(settings, settings.horizon),
         returns_of=lambda positions: fill(history, first, positions, execution).returns,
+        pair_returns=lambda before, after: interval_returns(history, first, before, after, execution)[0],
+        pairing="lead" if execution.next_open else "from_flat",
     )
 
 

@@ -91,17 +91,30 @@ def fill(history: CandleSeries, first: int, held: "np.ndarray", execution: Execu
     import numpy as np
 
     n = held.shape[-1] - 1  # intervals
-    close = history.close[first:first + n + 1]
-    before, after = held[..., :-1], held[..., 1:]
     if not execution.next_open:
         # The fill is at the close that starts the interval: the interval earns with the new position.
         previous = np.concatenate([np.zeros(held.shape[:-1] + (1,)), held[..., :-1]], axis=-1)[..., :n]
         position = held[..., :n]
-        traded = np.abs(position - previous)
-        returns = (1.0 - execution.cost_rate * traded) * (1.0 + position * (close[1:] / close[:-1] - 1.0)) - 1.0
+        returns, traded = interval_returns(history, first, previous, position, execution)
         return Filled(returns, position, traded)
-    opens = history.open[first + 1:first + n + 1]
+    before, after = held[..., :-1], held[..., 1:]
+    returns, traded = interval_returns(history, first, before, after, execution)
+    return Filled(returns, after, traded)
+
+
+def interval_returns(history: CandleSeries, first: int, before: "np.ndarray", after: "np.ndarray", execution: Execution) -> tuple["np.ndarray", "np.ndarray"]:
+    """Each interval's net return and units traded, from the position before its fill and the one after.
+
+    A return depends on nothing else (and the interval's prices): the circular-shift null looks the
+    shifted sequences' returns up in a table of these (`pair_returns`) instead of filling each one."""
+    import numpy as np
+
+    n = before.shape[-1]
+    close = history.close[first:first + n + 1]
     traded = np.abs(after - before)
+    if not execution.next_open:
+        return (1.0 - execution.cost_rate * traded) * (1.0 + after * (close[1:] / close[:-1] - 1.0)) - 1.0, traded
+    opens = history.open[first + 1:first + n + 1]
     returns = before * (close[1:] / close[:-1] - 1.0)  # no change: the whole interval with the same position
     changed = np.nonzero(traded)
     if changed[0].size:  # a fill: the old position until the open, the cost, the new one from the open to the close
@@ -109,7 +122,7 @@ def fill(history: CandleSeries, first: int, held: "np.ndarray", execution: Execu
         gap = 1.0 + before[changed] * (opens[bar] / close[:-1][bar] - 1.0)
         rest = 1.0 + after[changed] * (close[1:][bar] / opens[bar] - 1.0)
         returns[changed] = gap * (1.0 - execution.cost_rate * traded[changed]) * rest - 1.0
-    return Filled(returns, after, traded)
+    return returns, traded
 
 
 def follow(history: CandleSeries, signals: Sequence[BarSignal], first: int, last: int, settings: BacktestConfig) -> Filled:

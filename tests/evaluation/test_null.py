@@ -134,3 +134,39 @@ def test_the_deflated_sharpe_from_stored_moments_equals_the_one_from_returns():
     trials = [0.01, 0.03, 0.02, float(r.mean() / r.std(ddof=1))]
     sr = float(r.mean() / r.std(ddof=1))
     assert deflated_sharpe_of(sr, r.shape[0], float(skew(r)), float(kurtosis(r, fisher=False)), trials) == deflated_sharpe(trials, r)
+
+
+@pytest.mark.parametrize("next_open, delay, cost", [(True, 0, 0.0015), (False, 0, 0.0015), (True, 2, 0.0), (False, 1, 0.01)])
+def test_looking_shifted_returns_up_by_position_pair_equals_filling_every_shifted_sequence(next_open, delay, cost):
+    """Signals hold −1, 0 or 1: the null's table of every pair at every bar gives the same null, to the bit."""
+    from v7.core.backtest.execution import Execution, fill, in_force, interval_returns
+    from v7.core.models import CandleSeries
+
+    rng = np.random.default_rng(delay + 10 * next_open)
+    bars = 900
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))
+    opens = np.concatenate([[100.0], close[:-1]]) * np.exp(rng.normal(0, 0.002, bars))
+    history = CandleSeries(symbol="X-USD", granularity="1h", timestamp=3600 * np.arange(bars), open=opens,
+                           high=np.maximum(opens, close) * 1.01, low=np.minimum(opens, close) * 0.99, close=close, volume=np.ones(bars))
+    execution = Execution(next_open, delay, cost)
+    first = 20
+    decided = np.where(rng.random(bars - first - 5) < 0.05, rng.choice([-1.0, 0.0, 1.0], bars - first - 5), np.nan)
+    held = in_force(decided, execution.lag)
+    filled = circular_shift_pvalue(held, None, cost, 8760, shifts=400, seed=4, min_shift=6,
+                                   returns_of=lambda rows: fill(history, first, rows, execution).returns)
+    looked_up = circular_shift_pvalue(held, None, cost, 8760, shifts=400, seed=4, min_shift=6,
+                                      returns_of=lambda rows: fill(history, first, rows, execution).returns,
+                                      pair_returns=lambda before, after: interval_returns(history, first, before, after, execution)[0],
+                                      pairing="lead" if next_open else "from_flat")
+    assert looked_up == filled and filled.shifts == 400 and filled.p_value is not None
+
+
+def test_the_default_model_looks_up_as_it_computes():
+    rng = np.random.default_rng(8)
+    bar = rng.normal(0, 0.01, 700)
+    held = np.sign(rng.normal(size=700)) * (rng.random(700) < 0.6)
+    computed = circular_shift_pvalue(held, bar, 0.001, 8760, shifts=300, seed=2, returns_of=lambda h: strategy_returns(h, bar, 0.001))
+    assert circular_shift_pvalue(held, bar, 0.001, 8760, shifts=300, seed=2) == computed
+    many = rng.normal(size=700)  # more distinct positions than the table takes: every shifted sequence is computed
+    assert circular_shift_pvalue(many, bar, 0.001, 8760, shifts=50, seed=2) == circular_shift_pvalue(
+        many, bar, 0.001, 8760, shifts=50, seed=2, returns_of=lambda h: strategy_returns(h, bar, 0.001))
