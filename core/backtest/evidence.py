@@ -20,7 +20,7 @@ from ..evaluation import (
 from ..evaluation.null import ShiftNull
 from ..models import CandleSeries
 from .execution import Execution, decisions, fill, in_force, interval_returns
-from .models import BarSignal, DirectionEvidence, HorizonScores, PooledScores, TheoryEvidence
+from .models import BarSignal, DirectionEvidence, HorizonScores, PooledScores, TheoryEvidence, theory_biases
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -53,14 +53,7 @@ class SignalArrays:
         self.confidence = np.asarray([s.confidence for s in kept], dtype=np.float64)
         self.score = signed_score(self.direction, self.confidence)
         self.close = history.close
-        self.bias: dict[str, np.ndarray] = {}
-        for position, name in enumerate(theories):
-            values = []
-            for s in kept:
-                outcome = s.theories[position] if position < len(s.theories) else None
-                ok = outcome is not None and outcome.status == "ok" and outcome.bias is not None
-                values.append(outcome.bias if ok else np.nan)
-            self.bias[name] = np.asarray(values, dtype=np.float64)
+        self.bias: dict[str, np.ndarray] = theory_biases(kept, theories)
 
     def forward(self, horizon: int) -> "np.ndarray":
         from .scoring import forward_returns

@@ -321,6 +321,18 @@ class TheoryOutcome:
         )
 
 
+def theory_biases(signals: "list[BarSignal] | Any", theories: "list[str] | Any") -> "dict[str, Any]":
+    """Each theory's bias at every signal as a float array, NaN where it did not answer `ok` with one
+    (a result's bias is finite or None, so NaN means exactly that)."""
+    import numpy as np
+
+    out = {}
+    for position, name in enumerate(theories):
+        column = [s.theories[position] if position < len(s.theories) else None for s in signals]
+        out[name] = np.array([np.nan if o is None or o.status != "ok" or o.bias is None else o.bias for o in column], dtype=np.float64)
+    return out
+
+
 @dataclass
 class BarSignal:
     """One backtest signal. `direction` is None when no synthesizer produced a signal."""

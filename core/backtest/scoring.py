@@ -19,7 +19,7 @@ from ..evaluation import sharpe as sharpe_ratio, wilson_interval
 from ..models import GRANULARITY_SECONDS, CandleSeries
 from .execution import Filled, buy_and_hold as hold_all, follow
 from .models import (
-    SPREAD_METRICS, BacktestError, BarSignal, DirectionScore, Performance, Scores, Spread, SymbolResult, TheoryCorrelation,
+    SPREAD_METRICS, BacktestError, BarSignal, DirectionScore, Performance, Scores, Spread, SymbolResult, TheoryCorrelation, theory_biases,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,20 +84,13 @@ def correlations(signals: Sequence[BarSignal], forward: "np.ndarray", theories: 
     from ..evaluation.moments import correlation_p_value, pearson, spearman
 
     out = []
-    for position, name in enumerate(theories):
-        biases, returns = [], []
-        answered = 0
-        for s, ret in zip(signals, forward):
-            outcome = s.theories[position] if position < len(s.theories) else None
-            if outcome is None or outcome.status != "ok" or outcome.bias is None:
-                continue
-            answered += 1
-            if math.isfinite(ret):
-                biases.append(outcome.bias)
-                returns.append(ret)
-        row = TheoryCorrelation(theory=name, n=len(biases), answered=answered / len(signals) if signals else 0.0)
-        x, y = np.asarray(biases), np.asarray(returns)
-        if len(biases) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+    forward = np.asarray(forward, dtype=np.float64)
+    for name, bias in theory_biases(signals, theories).items():
+        spoke = np.isfinite(bias)
+        both = spoke & np.isfinite(forward)
+        x, y = bias[both], forward[both]
+        row = TheoryCorrelation(theory=name, n=int(x.shape[0]), answered=int(np.count_nonzero(spoke)) / len(signals) if signals else 0.0)
+        if x.shape[0] >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
             rho, r = spearman(x, y), pearson(x, y)
             rho_p, r_p = correlation_p_value(rho, x.shape[0]), correlation_p_value(r, x.shape[0])
             row.spearman, row.spearman_p = _finite(rho), _finite(rho_p)
