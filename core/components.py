@@ -266,6 +266,12 @@ class Sink(Component):
         """Store one signal; return False when it was already stored (idempotent re-run)."""
         raise NotImplementedError
 
+    def write_many(self, signals: list[Signal]) -> list[bool]:
+        """Optional: store several signals at once, as `write` would each (its answers, in order), all or
+        none: one transaction and one sync to disk instead of one per signal. On any exception nothing
+        may be stored; V7 then hands the signals to `write` one by one, which spools what it must."""
+        raise NotSupported(f"sink {self.name!r} stores one signal at a time (it does not implement write_many)")
+
     def close(self) -> None:
         """Called once when the run ends, also after errors."""
 
@@ -307,5 +313,5 @@ OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "theory": ("analyze_batch",),
     "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
     "synthesizer": ("estimate_cost", "importances", "model_details", "save_model"),
-    "sink": ("reader", "reader_at", "unsaved", "notice"),
+    "sink": ("reader", "reader_at", "unsaved", "notice", "write_many"),
 }

@@ -256,18 +256,45 @@ class Pipeline:
             sizing=sizing.rule,
         )
 
-    def store(self, signal: Signal) -> Delivery:
-        """Hand a signal to every sink; one failing sink never stops the others."""
+    def store_many(self, signals: list[Signal]) -> list[Delivery]:
+        """`store` of each signal, in order; sinks that can (`write_many`) store them all in one go.
+
+        A sink's batch that raises stored nothing: it is logged and each signal goes to its `write`."""
+        if len(signals) < 2:
+            return [self.store(signal) for signal in signals]
+        answered: dict[int, list[bool]] = {}
+        mark = time.perf_counter()
+        for position, sink in enumerate(self.sinks):
+            if not (sink.stores and type(sink).supports("write_many")):
+                continue
+            try:
+                answers = list(sink.write_many(signals))
+                if len(answers) != len(signals):
+                    raise TypeError(f"write_many answered {len(answers)} times for {len(signals)} signals")
+                answered[position] = answers
+            except Exception as exc:
+                get_logger(run_id=self.run_id).warning(
+                    "sink could not store signals together; storing them one by one", plugin=sink.name, signals=len(signals),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        together = (time.perf_counter() - mark) * 1000
+        return [self.store(signal, {p: a[i] for p, a in answered.items()}, together) for i, signal in enumerate(signals)]
+
+    def store(self, signal: Signal, answered: dict[int, bool] | None = None, batch_ms: float = 0.0) -> Delivery:
+        """Hand a signal to every sink; one failing sink never stops the others.
+
+        `answered` = what sinks (by position) already answered for it in a batch (`store_many`), which took `batch_ms`."""
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
         stored = already = 0
         held: list[str] = []
         spooled: list[str] = []
+        answered = answered or {}
         mark = time.perf_counter()
-        for sink in self.sinks:
+        for position, sink in enumerate(self.sinks):
             try:
                 if not sink.stores:  # forwards only: its answer counts nothing
                     sink.write(signal)
-                elif sink.write(signal):
+                elif answered[position] if position in answered else sink.write(signal):
                     stored += 1
                     self.problems.ok("store_spooling", sink.name)
                     log.info("signal stored", plugin=sink.name, direction=signal.direction, bar_time=signal.bar_time.isoformat())
@@ -284,7 +311,7 @@ class Pipeline:
                 self.problems.failed("store_spooling", sink.name, f"held in memory: {exc}")
             except Exception as exc:
                 log.error("sink failed to store signal", plugin=sink.name, error=f"{type(exc).__name__}: {exc}")
-        signal.timings_ms["sink"] = round((time.perf_counter() - mark) * 1000, 3)
+        signal.timings_ms["sink"] = round(batch_ms + (time.perf_counter() - mark) * 1000, 3)
         self.problems.synthesized(signal)
         self.problems.deliver()
         return Delivery(stored, already, len(spooled), tuple(held), sum(sink.stores for sink in self.sinks), tuple(spooled))

@@ -25,7 +25,7 @@ from .models import CandleSeries, MarketContext, Signal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Fetched, Pipeline
-    from .outcome import RunOutcome
+    from .outcome import Delivery, RunOutcome
 
 Contexts = dict[str, tuple[MarketContext | None, str | None]]
 
@@ -79,6 +79,7 @@ class Scheduler:
         self.portfolio = pipeline.config.portfolio if pipeline.config.portfolio.enabled else None
         self.gathering: set[str] = set()  # this iteration's symbols, whose signals wait for the portfolio step
         self.book: list[Signal] = []  # their signals so far
+        self.outgoing: list[Signal] = []  # finished, not yet handed to the sinks
         self.candles: dict[str, CandleSeries] = {}  # the candles their theories saw (the covariance's closes)
 
     @property
@@ -108,6 +109,7 @@ class Scheduler:
             self._gather(report, deadline, context_deadline)
         finally:  # everything held goes to the sinks, whatever ended the iteration
             self._release_book()
+            self._send()
         return report
 
     def _gather(self, report: IterationReport, deadline: float | None, context_deadline: float | None) -> None:
@@ -127,7 +129,8 @@ class Scheduler:
             done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 self._finish(future, report)
-            self._flush()
+            self._flush()  # new work first: the workers compute while the sinks commit
+            self._send()
 
     def drain(self) -> None:
         """Wait for everything still running (the end of the run) and store what it makes."""
@@ -142,7 +145,8 @@ class Scheduler:
                 self._release_waiting(report, give_up=True)
             for future in done:
                 self._finish(future, report)
-            self._flush()
+            self._flush()  # new work first: the workers compute while the sinks commit
+            self._send()
 
     def close(self) -> None:
         for pool in (self.fetchers, self.workers):
@@ -221,7 +225,7 @@ class Scheduler:
         if symbol in self.gathering:
             self.book.append(signal)
             return
-        self._deliver(signal)
+        self.outgoing.append(signal)  # sent with the others that finished together (`_send`)
 
     def _release_book(self) -> None:
         """The portfolio step over the iteration's signals held so far, then each to the sinks."""
@@ -234,12 +238,22 @@ class Scheduler:
             book = adjust(book, candles, self.portfolio, self.pipeline.run_id)
         except Exception as exc:  # a bug: the signals still go out, sized per symbol
             self.log.exception("portfolio step failed; signals stored as sized per symbol", error=f"{type(exc).__name__}: {exc}")
-        for signal in book:
-            self._deliver(signal)
+        self.outgoing.extend(book)
+        self._send()
 
-    def _deliver(self, signal: Signal) -> None:
+    def _send(self) -> None:
+        """The signals that finished since the last send, to the sinks in one go (`Pipeline.store_many`:
+        one commit for all where a sink can), then each counted, logged and handed on."""
+        signals, self.outgoing = self.outgoing, []
+        if not signals:
+            return
         pipeline = self.pipeline
-        if not self.outcome.count(signal, pipeline.store(signal)):
+        for signal, delivery in zip(signals, pipeline.store_many(signals)):
+            self._delivered(signal, delivery)
+
+    def _delivered(self, signal: Signal, delivery: "Delivery") -> None:
+        pipeline = self.pipeline
+        if not self.outcome.count(signal, delivery):
             pipeline.last_resort(signal, "every sink failed")
         pipeline.log_signal(signal)
         if self.on_signal is not None:

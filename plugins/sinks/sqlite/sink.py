@@ -61,7 +61,7 @@ class SqliteSink(Sink):
             self.spools.append(Spool(fallback_spool_path(self.config.spool_dir, self._path)))
         self._identity: DatabaseIdentity | None = None
         self._unspooled: list[Signal] = []  # last resort when even the spool cannot be written
-        self._pending_latency: tuple[int, float] | None = None  # (signal id, sink ms) not yet in its row
+        self._pending_latency: list[tuple[float, int]] = []  # (sink ms, signal id) not yet in their rows
 
     @property
     def path(self) -> Path:
@@ -294,64 +294,91 @@ class SqliteSink(Sink):
                 rejected=str(spool.rejected_path), **fields,
             )
 
+    def write_many(self, signals: list[Signal]) -> list[bool]:
+        """All the signals in one transaction (one sync to disk), or none of them: on any error the run
+        hands each to `write`, which spools what it cannot store."""
+        if self._run is None:
+            raise RuntimeError("sqlite sink used before open()")
+        try:
+            if self._connection is None:
+                self._connect()
+            if self._unspooled or self._spooled():
+                self._replay()
+            return self._insert_many(signals)
+        except BaseException:
+            self._disconnect()  # `write` starts again from a fresh connection, as after any failed write
+            raise
+
     def _insert(self, signal: Signal) -> bool:
-        """One transaction: the previous signal's sink latency, the signal, its theory results."""
+        return self._insert_many([signal])[0]
+
+    def _insert_many(self, signals: list[Signal]) -> list[bool]:
+        """One transaction: the previous transaction's sink latency, then each signal and its theory results."""
         connection = self._connection
         if connection is None:
             self._connect()
             connection = self._connection
         assert connection is not None
         started = time.perf_counter()
-        usage = signal.usage
+        answers: list[bool] = []
+        inserted: list[int] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
-            if self._pending_latency is not None:
-                connection.execute("UPDATE signals SET sink_ms = ? WHERE id = ?", (self._pending_latency[1], self._pending_latency[0]))
-            cursor = connection.execute(
-                """INSERT OR IGNORE INTO signals (run_id, symbol, granularity, bar_time, created_at, direction, confidence,
-                    price, synthesizer, fallback_reason, attempts, reasoning, config_hash, prompt_tokens,
-                    completion_tokens, cache_hit_tokens, cache_miss_tokens, cost, context, context_error, prompt, timings,
-                    stored_at, position, sizing)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    signal.run_id, signal.symbol, signal.granularity, format_utc(signal.bar_time), format_utc(signal.created_at),
-                    signal.direction, signal.confidence, signal.price, signal.synthesizer, signal.fallback_reason,
-                    signal.attempts, signal.reasoning, signal.config_hash or "",
-                    usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
-                    usage.cache_hit_tokens if usage else None, usage.cache_miss_tokens if usage else None,
-                    usage.cost if usage else None,
-                    signal.context.model_dump_json() if signal.context else None, signal.context_error,
-                    signal.prompt if self.config.store_prompt else None,
-                    json.dumps({k: v for k, v in signal.timings_ms.items() if k != "sink"}, sort_keys=True),
-                    format_utc(datetime.now(timezone.utc)), signal.position, signal.sizing,
-                ),
-            )
-            if cursor.rowcount == 0:
-                self._check_identity(connection)  # "already stored" must mean in the file at the path too
-                connection.execute("COMMIT")  # keeps the latency update
-                self._pending_latency = None
-                return False
-            signal_id = cursor.lastrowid
-            connection.executemany(
-                """INSERT INTO theory_results (signal_id, position, theory, version, status, bias, confidence, label,
-                    interpretation, message, metrics, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [
-                    (
-                        signal_id, position, r.theory, r.version, r.status, r.bias, r.confidence, r.label,
-                        r.interpretation, r.message, json.dumps(r.metrics, sort_keys=True), r.elapsed_ms,
-                    )
-                    for position, r in enumerate(signal.theory_results)
-                ],
-            )
-            self._check_identity(connection)
-            connection.execute("COMMIT")
+            if self._pending_latency:
+                connection.executemany("UPDATE signals SET sink_ms = ? WHERE id = ?", self._pending_latency)
+            for signal in signals:
+                signal_id = self._insert_one(connection, signal)
+                answers.append(signal_id is not None)
+                if signal_id is not None:
+                    inserted.append(signal_id)
+            self._check_identity(connection)  # "already stored" must mean in the file at the path too
+            connection.execute("COMMIT")  # also keeps the latency update when nothing was new
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+        elapsed = round((time.perf_counter() - started) * 1000, 3)  # each signal waited for the whole commit
+        self._pending_latency = [(elapsed, signal_id) for signal_id in inserted]
+        return answers
+
+    def _insert_one(self, connection: sqlite3.Connection, signal: Signal) -> int | None:
+        """Insert the signal and its theory results in the open transaction; its id, None when already stored."""
+        usage = signal.usage
+        cursor = connection.execute(
+            """INSERT OR IGNORE INTO signals (run_id, symbol, granularity, bar_time, created_at, direction, confidence,
+                price, synthesizer, fallback_reason, attempts, reasoning, config_hash, prompt_tokens,
+                completion_tokens, cache_hit_tokens, cache_miss_tokens, cost, context, context_error, prompt, timings,
+                stored_at, position, sizing)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                signal.run_id, signal.symbol, signal.granularity, format_utc(signal.bar_time), format_utc(signal.created_at),
+                signal.direction, signal.confidence, signal.price, signal.synthesizer, signal.fallback_reason,
+                signal.attempts, signal.reasoning, signal.config_hash or "",
+                usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
+                usage.cache_hit_tokens if usage else None, usage.cache_miss_tokens if usage else None,
+                usage.cost if usage else None,
+                signal.context.model_dump_json() if signal.context else None, signal.context_error,
+                signal.prompt if self.config.store_prompt else None,
+                json.dumps({k: v for k, v in signal.timings_ms.items() if k != "sink"}, sort_keys=True),
+                format_utc(datetime.now(timezone.utc)), signal.position, signal.sizing,
+            ),
+        )
+        if cursor.rowcount == 0:
+            return None
+        signal_id = cursor.lastrowid
         assert signal_id is not None
-        self._pending_latency = (signal_id, round((time.perf_counter() - started) * 1000, 3))
-        return True
+        connection.executemany(
+            """INSERT INTO theory_results (signal_id, position, theory, version, status, bias, confidence, label,
+                interpretation, message, metrics, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (
+                    signal_id, position, r.theory, r.version, r.status, r.bias, r.confidence, r.label,
+                    r.interpretation, r.message, json.dumps(r.metrics, sort_keys=True), r.elapsed_ms,
+                )
+                for position, r in enumerate(signal.theory_results)
+            ],
+        )
+        return signal_id
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -374,9 +401,9 @@ class SqliteSink(Sink):
         if self._connection is None:
             return
         try:
-            if self._pending_latency is not None:
-                self._connection.execute("UPDATE signals SET sink_ms = ? WHERE id = ?", (self._pending_latency[1], self._pending_latency[0]))
-                self._pending_latency = None
+            if self._pending_latency:
+                self._connection.executemany("UPDATE signals SET sink_ms = ? WHERE id = ?", self._pending_latency)
+                self._pending_latency = []
             self._connection.execute(
                 "UPDATE runs SET stopped_at = ? WHERE run_id = ?", (format_utc(datetime.now(timezone.utc)), self._run.run_id if self._run else None)
             )
