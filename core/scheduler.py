@@ -15,8 +15,9 @@ after its iteration is stored alone, sized for itself.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
 from .components import EndOfData, UpToDate
@@ -80,11 +81,19 @@ class Scheduler:
         self.gathering: set[str] = set()  # this iteration's symbols, whose signals wait for the portfolio step
         self.book: list[Signal] = []  # their signals so far
         self.outgoing: list[Signal] = []  # finished, not yet handed to the sinks
+        # Every future posts itself here when done: the loop waits on one queue, not on all the
+        # futures in flight (`concurrent.futures.wait` locks each of them, 1,000 per wake-up).
+        self.completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self.candles: dict[str, CandleSeries] = {}  # the candles their theories saw (the covariance's closes)
 
     @property
     def busy(self) -> set[str]:
         return set(self.fetching.values()) | set(self.evaluating.values()) | set(self.waiting)
+
+    @property
+    def working(self) -> bool:
+        """`bool(busy)`, without building the set (the loop asks at every wake-up)."""
+        return bool(self.fetching or self.evaluating or self.waiting)
 
     def iterate(self, active: list[str], deadline: float | None) -> IterationReport:
         report = IterationReport()
@@ -98,11 +107,11 @@ class Scheduler:
         if self.pipeline.config.context_feeds and fresh:
             context_deadline = time.monotonic() + engine.context_timeout_seconds
             if self.context is None or self.context.done():
-                self.context = self.context_pool.submit(self._fetch_contexts, fresh)
+                self.context = self._tracked(self.context_pool.submit(self._fetch_contexts, fresh))
             else:
                 self.log.warning("market context of an earlier iteration is still being fetched; not asked again")
         for symbol in fresh:
-            self.fetching[self.fetchers.submit(self.pipeline.fetch, symbol)] = symbol
+            self.fetching[self._tracked(self.fetchers.submit(self.pipeline.fetch, symbol))] = symbol
         if self.portfolio is not None:
             self.gathering = set(fresh)
         try:
@@ -113,7 +122,7 @@ class Scheduler:
         return report
 
     def _gather(self, report: IterationReport, deadline: float | None, context_deadline: float | None) -> None:
-        while self.busy:
+        while self.working:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 self.log.warning("iteration deadline passed; symbols still running go on and are stored when done", symbols=sorted(self.busy))
@@ -123,11 +132,9 @@ class Scheduler:
                 continue
             timers = [t for t in (deadline, context_deadline if self.waiting else None) if t is not None]
             timeout = max(0.0, min(timers) - now) if timers else None
-            pending = set(self.fetching) | set(self.evaluating) | ({self.context} if self.waiting and self.context else set())
-            if not pending:  # pragma: no cover - busy implies something to wait for
+            if not (self.fetching or self.evaluating or (self.waiting and self.context)):  # pragma: no cover - busy implies something to wait for
                 break
-            done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in self._completions(timeout):
                 self._finish(future, report)
             self._flush()  # new work first: the workers compute while the sinks commit
             self._send()
@@ -135,18 +142,33 @@ class Scheduler:
     def drain(self) -> None:
         """Wait for everything still running (the end of the run) and store what it makes."""
         report = IterationReport()
-        while self.busy:
+        while self.working:
             if self.waiting and (self.context is None or self.context.done()):
                 self._release_waiting(report)
                 continue
-            pending = set(self.fetching) | set(self.evaluating) | ({self.context} if self.waiting and self.context else set())
-            done, _ = wait(pending, timeout=self.pipeline.config.engine.context_timeout_seconds, return_when=FIRST_COMPLETED)
+            done = self._completions(self.pipeline.config.engine.context_timeout_seconds)
             if not done and self.waiting:  # the context is late: go on without it
                 self._release_waiting(report, give_up=True)
             for future in done:
                 self._finish(future, report)
             self._flush()  # new work first: the workers compute while the sinks commit
             self._send()
+
+    def _tracked(self, future: Future) -> Future:
+        future.add_done_callback(self.completed.put)
+        return future
+
+    def _completions(self, timeout: float | None) -> list[Future]:
+        """The futures done since the last call: waits up to `timeout` (None: until one is) for the first."""
+        try:
+            done = [self.completed.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self.completed.get_nowait())
+            except queue.Empty:
+                return done
 
     def close(self) -> None:
         for pool in (self.fetchers, self.workers):
@@ -200,7 +222,7 @@ class Scheduler:
 
     def _flush(self) -> None:
         if self.ready:
-            self.evaluating.update(self.evaluator.evaluate(self.ready))
+            self.evaluating.update((self._tracked(future), symbol) for future, symbol in self.evaluator.evaluate(self.ready))
             self.ready = []
 
     def _context_for(self, symbol: str, give_up: bool) -> dict:
