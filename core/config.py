@@ -41,7 +41,7 @@ SECRET_KEY_PATTERN = re.compile(r"(^|_)(key|secret|token|password|passphrase)$",
 
 # Engine settings that say which symbols run and how fast, not what a signal is: out of the config hash.
 ENGINE_TRANSPORT_FIELDS = frozenset({
-    "symbols", "symbol_workers", "fetch_workers", "max_threads", "interval_seconds", "context_timeout_seconds", "iteration_timeout_seconds",
+    "symbols", "symbol_workers", "theory_workers", "fetch_workers", "max_threads", "interval_seconds", "context_timeout_seconds", "iteration_timeout_seconds",
     "executor", "dask_address", "dask_workers",
 })
 
@@ -63,7 +63,12 @@ class EngineConfig(BaseModel):
     interval_seconds: float = Field(default=900, gt=0)
     max_threads: int = Field(default=2, ge=1, le=256, description="caps numpy/BLAS/OpenMP threads")
     theory_timeout_seconds: float = Field(default=10.0, gt=0, description="a theory running longer is an error")
-    symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols whose theories run concurrently")
+    symbol_workers: int = Field(default=4, ge=1, le=64, description="symbols processed concurrently (their synthesizer calls overlap)")
+    theory_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="symbols whose theories compute at the same time in one process: CPython runs their Python one thread at a "
+        "time, so more add thread switching, not speed; more cores: executor = \"dask\"",
+    )
     fetch_workers: int = Field(default=16, ge=1, le=256, description="symbols fetched concurrently (feeds respect their own rate limits)")
     context_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long, from the start of an iteration, a symbol waits for market context before going on without it",
