@@ -27,7 +27,7 @@ from .sizing import sizing_for
 
 from .theories_together import run_theories
 from .trained import check_trained
-from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory  # noqa: F401 - re-exported for callers of the engine
+from .theory_runner import THREAD_ENV_VARS, limit_threads, run_theory, theory_slots  # noqa: F401 - re-exported for callers of the engine
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,6 @@ class Fetched:
     elapsed_ms: float
     context: MarketContext | None = None  # filled in by the scheduler, fetched once per iteration
     context_error: str | None = None
-
-
-_THEORY_SLOTS: dict[int, threading.BoundedSemaphore] = {}
-_SLOTS_LOCK = threading.Lock()
-
-
-def theory_slots(count: int) -> threading.BoundedSemaphore:
-    """This process's `count` slots for computing theories (`[engine] theory_workers`), shared by every pipeline.
-
-    Theories hold the GIL nearly all the time (numpy on 1,000 candles is call overhead, not long
-    loops): four symbols computing at once took 35% longer per iteration over 1,000 symbols than
-    one at a time, on 2 cores. Feeds and synthesizers (LLM calls) stay concurrent."""
-    with _SLOTS_LOCK:
-        slots = _THEORY_SLOTS.get(count)
-        if slots is None:
-            slots = _THEORY_SLOTS[count] = threading.BoundedSemaphore(count)
-        return slots
 
 
 def _checked(answer: Any) -> Synthesis:
