@@ -148,7 +148,7 @@ def signals_for(
     `known` results are used instead of running their theory; computed ones are appended to `fresh`.
     """
     results = results_at(pipeline, history, indices, lookback, known, fresh)
-    digests = [_digests(name, [bar[k] for bar in results], [(known or {}).get(t, {}).get(name) for t in indices])
+    digests = [_digests([bar[k] for bar in results], [(known or {}).get(t, {}).get(name) for t in indices])
                for k, name in enumerate(t.name for t in pipeline.theories)]
     outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
     # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no
@@ -158,7 +158,7 @@ def signals_for(
     return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, results, outcomes)]
 
 
-def _digests(theory: str, column: list[TheoryResult], stored: "list[Stored | None]") -> list[str]:
+def _digests(column: list[TheoryResult], stored: "list[Stored | None]") -> list[str]:
     """The metrics digest of each of a theory's results over a chunk: the stored one where the result
     was read, the rest computed in one numpy pass (`metrics_digests`) instead of a formatting per result."""
     out = [s.metrics_digest if s is not None else "" for s in stored]

@@ -31,10 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
 
-COLUMNS = (
-    "bar_time", "digest", "status", "bias", "confidence", "label", "interpretation", "message", "elapsed_ms", "theory_version",
-    "metric_names", "metrics_digest",
-)
+# The columns every file has (both formats); the current one adds `metric_names`, `metrics_digest` and a column per metric.
+FIXED = ("bar_time", "digest", "status", "bias", "confidence", "label", "interpretation", "message", "elapsed_ms", "theory_version")
+COLUMNS = (*FIXED, "metric_names", "metrics_digest")
 METRIC = "metric."  # prefix of a metric's column
 LEGACY_METRICS = "metrics"  # the first format's column: each row's metrics as JSON text
 _TYPES = {"bar_time": "int64", "bias": "float64", "confidence": "float64", "elapsed_ms": "float64"}  # the rest: string
@@ -118,7 +117,6 @@ def results_at(theory: str, columns: dict[str, list[Any]], metrics: list[dict[st
 
 
 FIELD_COLUMNS = {"version": "theory_version"}  # TheoryResult field -> column, where they differ
-FIXED = ("bar_time", "digest", "status", "bias", "confidence", "label", "interpretation", "message", "elapsed_ms", "theory_version")
 
 
 class FeatureStore:

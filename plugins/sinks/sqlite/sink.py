@@ -206,14 +206,18 @@ class SqliteSink(Sink):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, signal: Signal) -> bool:
+    def _ready(self) -> None:
+        """Before storing: a connection, and the spooled or held signals stored first (they came earlier)."""
         if self._run is None:
             raise RuntimeError("sqlite sink used before open()")
+        if self._connection is None:
+            self._connect()
+        if self._unspooled or self._spooled():
+            self._replay()
+
+    def write(self, signal: Signal) -> bool:
         try:
-            if self._connection is None:
-                self._connect()
-            if self._unspooled or self._spooled():
-                self._replay()
+            self._ready()
             return self._insert(signal)
         except SqliteSinkError as exc:  # reconnecting found a database this V7 must not write (e.g. a newer schema)
             self._disconnect()
@@ -297,13 +301,8 @@ class SqliteSink(Sink):
     def write_many(self, signals: list[Signal]) -> list[bool]:
         """All the signals in one transaction (one sync to disk), or none of them: on any error the run
         hands each to `write`, which spools what it cannot store."""
-        if self._run is None:
-            raise RuntimeError("sqlite sink used before open()")
         try:
-            if self._connection is None:
-                self._connect()
-            if self._unspooled or self._spooled():
-                self._replay()
+            self._ready()
             return self._insert_many(signals)
         except BaseException:
             self._disconnect()  # `write` starts again from a fresh connection, as after any failed write
