@@ -40,10 +40,6 @@ class Fetched:
     context_error: str | None = None
 
 
-def _checked(answer: Any) -> Synthesis:
-    return Synthesis.model_validate(answer.model_dump() if isinstance(answer, Synthesis) else answer)
-
-
 @dataclass
 class Pipeline:
     """The configured components, instantiated once per run, in config order."""
@@ -139,7 +135,7 @@ class Pipeline:
         """
         assert self.synthesizer is not None
         try:
-            return _checked(self.synthesizer.synthesize(request)), self.synthesizer.name, None
+            return Synthesis.checked(self.synthesizer.synthesize(request)), self.synthesizer.name, None
         except Exception as exc:
             if self.fallback is None:
                 raise
@@ -150,7 +146,7 @@ class Pipeline:
             (log.debug if getattr(exc, "quiet", False) else log.warning)(
                 "synthesizer failed, using fallback", plugin=self.synthesizer.name, fallback=self.fallback.name, reason=reason,
             )
-        answer = _checked(self.fallback.synthesize(request))
+        answer = Synthesis.checked(self.fallback.synthesize(request))
         answer.attempts = attempts
         answer.usage = usage
         return answer, self.fallback.name, reason

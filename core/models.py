@@ -317,6 +317,15 @@ class Synthesis(BaseModel):
     attempts: int = 1
     usage: TokenUsage | None = None
 
+    @classmethod
+    def checked(cls, answer: Any) -> "Synthesis":
+        """A synthesizer's answer validated again, as a new model: a plugin may have changed a field
+        after building it. Its field values are validated as they are, without dumping the whole model."""
+        if isinstance(answer, Synthesis):
+            usage = answer.__dict__.get("usage")
+            answer = {**answer.__dict__, "usage": usage.model_dump() if isinstance(usage, BaseModel) else usage}
+        return cls.model_validate(answer)
+
 
 class Signal(BaseModel):
     """The engine's output for one symbol at one bar."""

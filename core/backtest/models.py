@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -300,9 +300,11 @@ class BacktestResult(_Model):
 # -- signals per bar ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TheoryOutcome:
-    """The parts of a TheoryResult a backtest keeps per bar (metrics only as a digest)."""
+class TheoryOutcome(NamedTuple):
+    """The parts of a TheoryResult a backtest keeps per bar (metrics only as a digest).
+
+    A named tuple: immutable like a frozen dataclass, and made in a fifth of its time (a backtest
+    makes one per theory and bar)."""
 
     theory: str
     status: str

@@ -142,7 +142,7 @@ def test_backtest_matches_the_forked_pool(registry, cluster, tmp_path):
     assert remote.result.workers == 2
 
     def bars(run):  # everything but the timings
-        return {s: [dataclasses.replace(b, theories=tuple(dataclasses.replace(t, elapsed_ms=0.0) for t in b.theories)) for b in v]
+        return {s: [dataclasses.replace(b, theories=tuple(t._replace(elapsed_ms=0.0) for t in b.theories)) for b in v]
                 for s, v in run.signals.items()}
 
     assert sum(len(v) for v in remote.signals.values()) == 300
