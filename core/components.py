@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisBatch, SynthesisColumns, SynthesisRequest, TheoryFinding, TheoryResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -228,6 +228,12 @@ class Synthesizer(Component):
     def synthesize(self, request: SynthesisRequest) -> Synthesis:  # pragma: no cover
         raise NotImplementedError
 
+    def synthesize_batch(self, batch: SynthesisBatch) -> SynthesisColumns:
+        """Optional: the answers to many bars of one symbol at once (a backtest's chunk), each what
+        `synthesize(batch.request(i))` answers, with the rule over arrays instead of a call per bar.
+        Raise (or answer the wrong number) and V7 asks `synthesize` bar by bar instead."""
+        raise NotSupported(f"synthesizer {self.name!r} has no batch path (it does not implement synthesize_batch)")
+
     def estimate_cost(self, prompt: str, calls: int) -> CostEstimate:
         """Optional: what `calls` requests like `prompt` would cost; the backtest's cost guard shows and caps it."""
         raise NotSupported(f"synthesizer {self.name!r} cannot estimate its cost (it does not implement estimate_cost)")
@@ -312,6 +318,6 @@ KINDS: dict[str, type[Component]] = {
 OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "theory": ("analyze_batch",),
     "feed": ("fetch_history", "fetch_context", "fetch_candles", "resume_after"),
-    "synthesizer": ("estimate_cost", "importances", "model_details", "save_model"),
+    "synthesizer": ("synthesize_batch", "estimate_cost", "importances", "model_details", "save_model"),
     "sink": ("reader", "reader_at", "unsaved", "notice", "write_many"),
 }

@@ -1,8 +1,8 @@
-"""Computing the signals: the window at each bar, the pipeline on it, the LLM cost guard, the worker pool.
+"""Computing the signals: the theories at each bar, then the synthesizer (synthesis.py), the LLM cost guard, the worker pool.
 
 For every signal bar t the enabled theories get the last `lookback` candles up to and including t
 (`history.slice(t + 1 - lookback, t + 1)`), then the prompt formatters and the synthesizer run
-exactly as in `Pipeline.process_symbol`. Nothing after t is ever handed to a plugin. Market-context
+as in `v7 run` (`Pipeline.decide`). Nothing after t is ever handed to a plugin. Market-context
 feeds are not consulted: they describe today's market, which would be lookahead for a past bar.
 
 Bars are independent (each signal is a function of the candles up to its bar only), so chunks of
@@ -27,62 +27,18 @@ from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
 from ..features.store import Stored
 from ..features.keys import metrics_digests, window_digests
-from ..models import CandleSeries, PromptRequest, SynthesisRequest, TheoryResult
-from ..sizing import sizing_for
+from ..models import CandleSeries, PromptRequest, TheoryResult
 from .history import load_histories, own_copy, signal_range
-from .learning import baseline_answer, compare_learned, learns
+from .learning import compare_learned, learns
 from .llm import estimate_llm, is_llm, llm_usage
 from .models import BacktestError, BacktestResult, BarSignal, LlmCapExceeded, LlmEstimate, TheoryOutcome
+from .synthesis import synthesize_bar, synthesize_chunk, window_at
 from .evidence import pooled_for
 from .scoring import symbol_result
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import Pipeline
     from ..registry import Registry
-
-
-def window_at(history: CandleSeries, t: int, lookback: int) -> CandleSeries:
-    """The candles the pipeline sees at bar t: the last `lookback` up to and including t, never later ones.
-
-    `CandleSeries.slice` already counts gaps inside the window only; the arrays are copied as well,
-    because a numpy view's `.base` would still reach the bars after t.
-    """
-    import dataclasses
-
-    window = history.slice(max(0, t + 1 - lookback), t + 1)
-    return dataclasses.replace(
-        window,
-        **{name: getattr(window, name).copy() for name in ("timestamp", "open", "high", "low", "close", "volume")},
-    )
-
-
-def synthesize_bar(
-    pipeline: "Pipeline", window: CandleSeries, results: list[TheoryResult], index: int, outcomes: tuple[TheoryOutcome, ...] | None = None,
-) -> BarSignal:
-    """Formatters and synthesizer for one bar through `Pipeline.decide`, as `v7 run` does (no market context).
-
-    `window` = the candles the theories saw (the request's `candles`); `outcomes` = the results as
-    `TheoryOutcome`s, when already made."""
-    from ..logs import get_logger
-
-    # Already the synthesizer's request (empty prompt): `Pipeline.decide` hands it on as it is unless a formatter writes one.
-    request = SynthesisRequest(
-        symbol=window.symbol, granularity=window.granularity, bar_time=window.last_time,
-        price=window.last_price, results=results, context=None, candles=window,
-    )
-    outcomes = outcomes if outcomes is not None else tuple(TheoryOutcome.of(r) for r in results)
-    base = dict(index=index, timestamp=int(window.timestamp[-1]), price=window.last_price, theories=outcomes)
-    try:
-        _, synthesis, name, fallback_reason = pipeline.decide(request, keep_prompt=False)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        get_logger(symbol=window.symbol).warning("no synthesizer produced a signal; position kept", bar_time=window.last_time.isoformat(), error=reason)
-        return BarSignal(**base, direction=None, confidence=0.0, synthesizer="", fallback_reason=reason, attempts=0)
-    return BarSignal(
-        **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
-        fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
-        baseline=baseline_answer(pipeline, request, synthesis, name), position=sizing_for(pipeline, request, synthesis, name).position,
-    )
 
 
 # Per bar index: the stored result (and its metrics digest) of each theory the feature store already has for that window.
@@ -151,11 +107,7 @@ def signals_for(
     digests = [_digests([bar[k] for bar in results], [(known or {}).get(t, {}).get(name) for t in indices])
                for k, name in enumerate(t.name for t in pipeline.theories)]
     outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
-    # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no
-    # copy, and its gaps from one cumulated count instead of a recount per bar.
-    gaps = history.gap_counts()
-    windows = (history.slice(lo, t + 1, int(gaps[t] - gaps[lo])) for lo, t in ((max(0, t + 1 - lookback), t) for t in indices))
-    return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, results, outcomes)]
+    return synthesize_chunk(pipeline, history, indices, lookback, results, outcomes)
 
 
 def _digests(column: list[TheoryResult], stored: "list[Stored | None]") -> list[str]:

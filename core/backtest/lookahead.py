@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..models import CandleSeries
 from ..registry import load_registry
-from .compute import BacktestRun, synthesize_bar, window_at
+from .compute import BacktestRun
+from .synthesis import synthesize_bar, window_at
 from .models import BarSignal, LookaheadDifference, LookaheadReport
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -2,6 +2,6 @@
 past moves, the recent volatility and the risk theory's tail loss (docs/sizing.md)."""
 
 from .config import SizingConfig
-from .rule import Sizing, position_for, sizing_for
+from .rule import Sizing, position_for, size_answer, sizing_for
 
-__all__ = ["Sizing", "SizingConfig", "position_for", "sizing_for"]
+__all__ = ["Sizing", "SizingConfig", "position_for", "size_answer", "sizing_for"]

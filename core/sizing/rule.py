@@ -168,22 +168,30 @@ def tail_loss(results: "Sequence[TheoryResult]", theories: "Sequence[Theory]") -
 
 
 def sizing_for(pipeline: "Pipeline", request: "PromptRequest", synthesis: "Synthesis", answered_by: str) -> Sizing:
-    """The sizing of the synthesizer's answer on `request` (the candles the theories saw); never raises:
+    """The sizing of the synthesizer's answer on `request` (the candles the theories saw); never raises."""
+    candles: "CandleSeries | None" = request.candles
+    return size_answer(
+        pipeline, request.symbol, synthesis.direction, synthesis.confidence, answered_by, request.results,
+        candles.close if candles is not None else None, request.granularity,
+    )
+
+
+def size_answer(
+    pipeline: "Pipeline", symbol: str, direction: str | None, confidence: float, answered_by: str,
+    results: "Sequence[TheoryResult]", close: "np.ndarray | None", granularity: str,
+) -> Sizing:
+    """The sizing of one answer (`close` = the closes the theories saw, up to the bar); never raises:
     a failure is logged and sizes nothing, so a signal is never lost to its sizing."""
     try:
-        flat = flat_rule(synthesis.direction, pipeline.config.sizing)
+        flat = flat_rule(direction, pipeline.config.sizing)
         if flat is not None:  # most answers: no need for the risk theory's tail or the candles
             return Sizing(position=0.0, rule=flat)
         synthesizer = next((s for s in (pipeline.synthesizer, pipeline.fallback) if s is not None and s.name == answered_by), None)
         calibrated = synthesizer is not None and type(synthesizer).calibrated
-        cvar, missing = tail_loss(request.results, pipeline.theories)
-        candles: "CandleSeries | None" = request.candles
-        close = candles.close if candles is not None else None
-        return position_for(
-            synthesis.direction, synthesis.confidence, calibrated, close, request.granularity, cvar, pipeline.config.sizing, missing,
-        )
+        cvar, missing = tail_loss(results, pipeline.theories)
+        return position_for(direction, confidence, calibrated, close, granularity, cvar, pipeline.config.sizing, missing)
     except Exception as exc:
         from ..logs import get_logger
 
-        get_logger(symbol=request.symbol).error("sizing failed; position 0", error=f"{type(exc).__name__}: {exc}")
+        get_logger(symbol=symbol).error("sizing failed; position 0", error=f"{type(exc).__name__}: {exc}")
         return Sizing(position=0.0, rule=f"sizing failed: {type(exc).__name__}: {exc}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from v7 import PluginConfig, Synthesis, SynthesisRequest, Synthesizer, TheoryResult, hookimpl
+from v7 import PluginConfig, Synthesis, SynthesisBatch, SynthesisColumns, SynthesisRequest, Synthesizer, TheoryResult, hookimpl
 
 
 class ConsensusConfig(PluginConfig):
@@ -126,6 +126,92 @@ class ConsensusSynthesizer(Synthesizer):
         if failed:
             notes.append(f"without {', '.join(failed)}")
         return Synthesis(direction=direction, confidence=round(confidence, 6), reasoning="; ".join(notes) + ".", decided_by=decided_by)
+
+    def synthesize_batch(self, batch: SynthesisBatch) -> SynthesisColumns:
+        """The rule of `synthesize` over a chunk's arrays, equal to the bit (every operation is the
+        same IEEE one, elementwise). Bars whose theories differ in order go through `synthesize`."""
+        import numpy as np
+
+        cfg: ConsensusConfig = self.config
+        rows = batch.results
+        order = [r.theory for r in rows[0]] if rows else []
+        if len(set(order)) < len(order) or any([r.theory for r in row] != order for row in rows):
+            return SynthesisColumns.of([self.synthesize(batch.request(i)) for i in range(len(batch))])
+        n = len(rows)
+        columns = {name: [row[k] for row in rows] for k, name in enumerate(order)}
+        ok = {name: np.array([r.status == "ok" for r in column], dtype=bool) for name, column in columns.items()}
+        nowhere = np.zeros(n, dtype=bool)
+
+        def floats(name: str, value) -> "np.ndarray":
+            return np.array([value(r) for r in columns[name]], dtype=np.float64)
+
+        regime = ok.get(cfg.regime_theory, nowhere)
+        factor = np.ones(n)
+        if cfg.regime_theory in columns:
+            reading = {"trending": cfg.trend_follow, "mean_reverting": -cfg.mean_reversion_fade}
+            factor = np.where(regime, floats(cfg.regime_theory, lambda r: reading.get(r.label, cfg.random_walk_damping)), 1.0)
+        score, total = np.zeros(n), np.zeros(n)
+        for name in order:
+            if name == cfg.regime_theory:
+                continue
+            bias = floats(name, lambda r: np.nan if r.bias is None else r.bias)
+            active = ok[name] & ~np.isnan(bias)
+            weight = cfg.weights.get(name, cfg.default_weight)
+            term = weight * bias * floats(name, lambda r: r.confidence)
+            if name in cfg.momentum_theories:
+                term = term * factor
+            total = total + np.where(active, weight, 0.0)
+            score = score + np.where(active, term, 0.0)
+        undirected = total == 0
+        score = np.where(undirected, 0.0, score / np.where(undirected, 1.0, total))
+
+        trust, entropy, shrinks = np.ones(n), np.full(n, np.nan), nowhere
+        if cfg.entropy_theory in columns:
+            entropy = floats(cfg.entropy_theory, lambda r: r.metrics.get("entropy", np.nan))
+            shrinks = ok[cfg.entropy_theory] & (entropy > cfg.entropy_floor)
+            trust = np.where(shrinks, 1.0 - cfg.entropy_penalty * (entropy - cfg.entropy_floor) / (1.0 - cfg.entropy_floor), 1.0)
+
+        buy = score >= cfg.buy_threshold
+        sell = ~buy & (score <= -cfg.sell_threshold)
+        veto, var, risk_confidence = nowhere, np.full(n, np.nan), np.zeros(n)
+        if cfg.risk_theory in columns:
+            var = floats(cfg.risk_theory, lambda r: r.metrics.get("var", np.nan))
+            labelled = np.array([r.label in cfg.veto_labels for r in columns[cfg.risk_theory]], dtype=bool)
+            too_risky = var > cfg.max_var if cfg.max_var is not None else nowhere
+            veto = ok[cfg.risk_theory] & (buy | sell) & ~undirected & (labelled | too_risky)
+            risk_confidence = floats(cfg.risk_theory, lambda r: r.confidence)
+
+        trade = np.minimum(1.0, np.abs(score)) * trust
+        threshold = np.where(score >= 0, cfg.buy_threshold, cfg.sell_threshold)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hold = np.where(threshold > 0, (1.0 - np.minimum(1.0, np.abs(score) / threshold)) * trust, 0.0)
+        confidence = np.where(undirected, 0.0, np.where(veto, risk_confidence, np.where(buy | sell, trade, hold)))
+
+        # Each bar's case, in the order the rule decides: 0 no directional theory, 1 vetoed, 2 BUY, 3 SELL, 4 the band.
+        case = np.select([undirected, veto, buy, sell], [0, 1, 2, 3], 4).tolist()
+        directions = [("HOLD", "HOLD", "BUY", "SELL", "HOLD")[c] for c in case]
+        rules = [("no directional theory", "risk veto", "buy threshold", "sell threshold", "no-trade band")[c] for c in case]
+        reasons: list[str] = []
+        if batch.reasoning:
+            regime_labels = [r.label for r in columns[cfg.regime_theory]] if cfg.regime_theory in columns else [""] * n
+            risk_labels = [r.label for r in columns[cfg.risk_theory]] if cfg.risk_theory in columns else [""] * n
+            for i, row in enumerate(rows):
+                if undirected[i]:
+                    reasons.append("No directional theory answered; holding.")
+                    continue
+                notes = [f"directional score {score[i]:+.3f}"]
+                if regime[i]:
+                    notes.append(f"{regime_labels[i]} regime ×{factor[i]:+.2f} on momentum")
+                if shrinks[i]:
+                    notes.append(f"entropy {entropy[i]:.3f} scales confidence ×{trust[i]:.2f}")
+                if veto[i]:
+                    shown = f"VaR {var[i]:.2%}" if not np.isnan(var[i]) else "VaR n/a"
+                    notes.append(f"{'BUY' if buy[i] else 'SELL'} vetoed by {risk_labels[i]} risk ({shown})")
+                failed = [r.theory for r in row if not r.ok]
+                if failed:
+                    notes.append(f"without {', '.join(failed)}")
+                reasons.append("; ".join(notes) + ".")
+        return SynthesisColumns(direction=directions, confidence=[round(c, 6) for c in confidence.tolist()], decided_by=rules, reasoning=reasons)
 
 
 @hookimpl

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from v7.core.components import Theory
-    from v7.core.models import CandleSeries, Signal, TheoryResult
+    from v7.core.components import Synthesizer, Theory
+    from v7.core.models import CandleSeries, Signal, SynthesisBatch, TheoryResult
     from v7.core.registry import Registry
 
 BUNDLED_SYMBOLS = ("BTC-USD", "ETH-USD")
@@ -174,3 +174,21 @@ def assert_batch_matches(theory: "Theory", history: "CandleSeries", ends: Iterab
         for name, value in slow.metrics.items():
             assert close(fast.metrics[name], value), f"{where}: metric {name} {fast.metrics[name]!r} vs {value!r}"
     return len(ends)
+
+
+def assert_synthesis_batch_matches(synthesizer: "Synthesizer", batch: "SynthesisBatch") -> int:
+    """Assert that `synthesizer.synthesize_batch(batch)` answers, at every bar, exactly what
+    `synthesize(batch.request(i))` answers: direction, confidence, rule and (when the batch asks for
+    it) reasoning. Returns how many bars were compared."""
+    from v7.core.models import SynthesisColumns
+
+    columns = SynthesisColumns.model_validate(synthesizer.synthesize_batch(batch).model_dump())
+    assert len(columns.direction) == len(batch), f"{synthesizer.name}: synthesize_batch answered {len(columns.direction)} bars of {len(batch)}"
+    for i in range(len(batch)):
+        slow, where = synthesizer.synthesize(batch.request(i)), f"{synthesizer.name} at bar {batch.ends[i]}"
+        assert columns.direction[i] == slow.direction, f"{where}: direction {columns.direction[i]!r} vs {slow.direction!r}"
+        assert columns.confidence[i] == slow.confidence, f"{where}: confidence {columns.confidence[i]!r} vs {slow.confidence!r}"
+        assert columns.decided_by[i] == slow.decided_by, f"{where}: decided_by {columns.decided_by[i]!r} vs {slow.decided_by!r}"
+        if batch.reasoning:
+            assert columns.reasoning[i] == slow.reasoning, f"{where}: reasoning {columns.reasoning[i]!r} vs {slow.reasoning!r}"
+    return len(batch)
