@@ -287,10 +287,15 @@ class Pipeline:
         spooled: list[str] = []
         answered = answered or {}
         mark = time.perf_counter()
-        for position, sink in enumerate(self.sinks):
+        # The stores first, then the sinks that only forward (notifications): a signal every store already
+        # had (a re-run, a restarted live run) is not forwarded again.
+        for position, sink in sorted(enumerate(self.sinks), key=lambda item: not item[1].stores):
             try:
                 if not sink.stores:  # forwards only: its answer counts nothing
-                    sink.write(signal)
+                    if already and not (stored or spooled or held):
+                        log.debug("signal already stored; not forwarded again", plugin=sink.name, bar_time=signal.bar_time.isoformat())
+                    else:
+                        sink.write(signal)
                 elif answered[position] if position in answered else sink.write(signal):
                     stored += 1
                     self.problems.ok("store_spooling", sink.name)

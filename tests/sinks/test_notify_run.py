@@ -231,3 +231,21 @@ def test_without_a_sink_taking_notices_nothing_is_kept():
     assert not problems.enabled
     problems.failed("feed_failing", "coinbase", "ConnectError", "ETH-USD")
     assert problems._streaks == {} and problems._waiting == []
+
+
+def test_a_rerun_whose_signals_are_all_stored_already_notifies_nothing_again(tmp_path, hook):
+    """Notify is listed before the store: the store still answers first, and what it already had is not sent twice."""
+    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": TROUBLE_PLUGINS})
+    config = CONFIG.replace('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-USD"]').replace('use = "broke"', 'use = "consensus"')
+    config = config.replace('enabled = ["spooler", "notify"]', 'enabled = ["notify", "sqlite"]')
+    (tmp_path / "config.toml").write_text(config + '[sinks.sqlite]\npath = "v7.db"\n')
+    env = {"V7_NOTIFY_URLS": hook.channel("/good")}
+
+    first = run_v7("run", "--config", "config.toml", "--iterations", "3", cwd=tmp_path, extra_path=site, env=env)
+    assert first.returncode == 0, first.stderr
+    assert [b["title"] for b in hook.bodies("/good")] == ["V7 BUY BTC-USD"] * 3
+
+    again = run_v7("run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path, extra_path=site, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "4 signal(s) produced, 1 stored, 3 already stored" in again.stdout + again.stderr
+    assert [b["title"] for b in hook.bodies("/good")] == ["V7 BUY BTC-USD"] * 4  # only the new bar's signal
