@@ -176,10 +176,12 @@ class Pipeline:
             try:
                 context = self.feeds[name].fetch_context(symbol)
                 if context is not None:
+                    self.problems.ok("feed_failing", name, symbol)
                     return context, None
                 errors.append(f"{name}: no context for {symbol}")
             except Exception as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                self.problems.failed("feed_failing", name, f"{type(exc).__name__}: {exc}", symbol)
         return None, ("; ".join(errors) or None)
 
     def fetch(self, symbol: str) -> "Fetched | None":

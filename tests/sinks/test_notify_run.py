@@ -249,3 +249,28 @@ def test_a_rerun_whose_signals_are_all_stored_already_notifies_nothing_again(tmp
     assert again.returncode == 0, again.stderr
     assert "4 signal(s) produced, 1 stored, 3 already stored" in again.stdout + again.stderr
     assert [b["title"] for b in hook.bodies("/good")] == ["V7 BUY BTC-USD"] * 4  # only the new bar's signal
+
+
+CONTEXT_PLUGINS = TROUBLE_PLUGINS.replace("        register(FlakyFeed)\n", "        register(FlakyFeed)\n        register(DeadContext)\n") + """
+    class DeadContext(Feed):
+        '''A market-context feed whose API is down.'''
+        name = "deadcontext"
+        provides = frozenset({"context"})
+        live = False
+
+        def fetch_context(self, symbol):
+            raise TimeoutError("the context API did not answer")
+"""
+
+
+def test_a_market_context_feed_failing_iterations_in_a_row_is_a_run_problem(tmp_path, hook):
+    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": CONTEXT_PLUGINS})
+    config = CONFIG.replace('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-USD"]').replace('use = "broke"', 'use = "consensus"')
+    config = config.replace('enabled = ["flaky"]', 'enabled = ["flaky", "deadcontext"]\ncandles = "flaky"\ncontext = ["deadcontext"]')
+    (tmp_path / "config.toml").write_text(config.replace('enabled = ["spooler", "notify"]', 'enabled = ["notify"]'))
+
+    done = run_v7("run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path, extra_path=site, env={"V7_NOTIFY_URLS": hook.channel("/good")})
+    assert done.returncode == 0, done.stderr
+    problems = [b for b in hook.bodies("/good") if b["title"] == "V7 problem: feed failing"]
+    assert len(problems) == 1, problems  # at the third failure in a row (feed_failures = 3), once
+    assert problems[0]["message"].startswith("feed deadcontext failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context API did not answer")
