@@ -9,7 +9,8 @@ iterations until it does, so a slow symbol delays only itself.
 
 With `[portfolio] enabled` the signals of an iteration's symbols are held until all are in (or the
 deadline passes), adjusted together by core/portfolio/step.py, then stored; a symbol finishing
-after its iteration is stored alone, sized for itself.
+after its iteration's book went out, and every signal of a book whose step failed, still gets the
+caps: at most max_symbol, and within the gross the book left (`step.capped`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .models import CandleSeries, MarketContext, Signal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Fetched, Pipeline
+    from .portfolio.step import Released
     from .outcome import Delivery, RunOutcome
 
 Contexts = dict[str, tuple[MarketContext | None, str | None]]
@@ -80,6 +82,7 @@ class Scheduler:
         self.portfolio = pipeline.config.portfolio if pipeline.config.portfolio.enabled else None
         self.gathering: set[str] = set()  # this iteration's symbols, whose signals wait for the portfolio step
         self.book: list[Signal] = []  # their signals so far
+        self.late: dict[str, "Released"] = {}  # symbols missing from a released book: the gross it took
         self.outgoing: list[Signal] = []  # finished, not yet handed to the sinks
         # Every future posts itself here when done: the loop waits on one queue, not on all the
         # futures in flight (`concurrent.futures.wait` locks each of them, 1,000 per wake-up).
@@ -114,6 +117,8 @@ class Scheduler:
             self.fetching[self._tracked(self.fetchers.submit(self.pipeline.fetch, symbol))] = symbol
         if self.portfolio is not None:
             self.gathering = set(fresh)
+            for symbol in fresh:  # not carried over: no signal of an earlier book is still to come
+                self.late.pop(symbol, None)
         try:
             self._gather(report, deadline, context_deadline)
         finally:  # everything held goes to the sinks, whatever ended the iteration
@@ -247,19 +252,34 @@ class Scheduler:
         if symbol in self.gathering:
             self.book.append(signal)
             return
+        released = self.late.pop(symbol, None)
+        if released is not None and self.portfolio is not None:  # late for its book: the caps, in the room it left
+            from .portfolio.step import capped
+
+            signal = capped([signal], self.portfolio, released, "late for its iteration's book", self.pipeline.run_id)[0]
         self.outgoing.append(signal)  # sent with the others that finished together (`_send`)
 
     def _release_book(self) -> None:
         """The portfolio step over the iteration's signals held so far, then each to the sinks."""
-        book, candles, self.book, self.candles, self.gathering = self.book, self.candles, [], {}, set()
-        if not book or self.portfolio is None:
+        book, candles, gathering = self.book, self.candles, self.gathering
+        self.book, self.candles, self.gathering = [], {}, set()
+        if self.portfolio is None:
             return
-        from .portfolio.step import adjust
+        from .portfolio.step import Released, adjust, capped, own_limit
 
+        released = Released()
+        for symbol in gathering.difference(s.symbol for s in book):  # still running: their signals come later
+            self.late[symbol] = released
+        if not book:
+            return
+        pipeline = self.pipeline
         try:
-            book = adjust(book, candles, self.portfolio, self.pipeline.run_id)
-        except Exception as exc:  # a bug: the signals still go out, sized per symbol
-            self.log.exception("portfolio step failed; signals stored as sized per symbol", error=f"{type(exc).__name__}: {exc}")
+            limits = [own_limit(s, pipeline.theories, pipeline.config.sizing) for s in book]
+            book = adjust(book, candles, self.portfolio, limits, pipeline.run_id)
+            released.gross = sum(abs(s.position) for s in book)
+        except Exception as exc:  # a bug: the signals still go out, within the caps
+            self.log.exception("portfolio step failed; signals stored within the caps", error=f"{type(exc).__name__}: {exc}")
+            book = capped(book, self.portfolio, released, "the portfolio step failed", pipeline.run_id)
         self.outgoing.extend(book)
         self._send()
 

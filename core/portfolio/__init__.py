@@ -10,11 +10,11 @@ The portfolio backtest is core/backtest/portfolio.py; the formulas are in docs/p
 
 from __future__ import annotations
 
-from .allocate import Allocation, aligned_returns, allocate, cap
+from .allocate import Allocation, aligned_returns, allocate, cap, within_limits
 from .config import METHODS, PortfolioConfig
 from .weights import covariance, equal, inverse_vol, min_variance, weights
 
 __all__ = [
     "METHODS", "Allocation", "PortfolioConfig", "aligned_returns", "allocate", "cap", "covariance", "equal", "inverse_vol",
-    "min_variance", "weights",
+    "min_variance", "weights", "within_limits",
 ]

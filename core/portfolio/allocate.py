@@ -5,11 +5,15 @@ For the n symbols with a non-zero proposed position p_i (the others stay 0):
 1. the returns as held, s_i·r_i with s_i = sign(p_i), over the recent bars give the covariance Σ
    (so a long BTC beside a short ETH counts as the hedge it is);
 2. long-only weights w over Σ (`weights.weights`: min_variance, inverse_vol or equal);
-3. q_i = p_i · w_i · n: each |p_i| scaled by its weight relative to equal weight (1/n), sign kept;
+3. q_i = sign(p_i) · min(|p_i| · w_i · n, L_i): each |p_i| scaled by its weight relative to equal
+   weight (1/n), sign kept, never past L_i, the symbol's own limit (min(max_position, loss_budget /
+   CVaR) of its sizing); then, when Σ|q_i| > Σ|p_i|, every q_i times Σ|p_i| / Σ|q_i|: the step moves
+   risk between symbols, it never adds any;
 4. |q_i| ≤ max_symbol, then, when Σ|q_i| > max_gross, every q_i times max_gross / Σ|q_i|.
 
-A sign never changes, so with shorting off no position is ever negative. With one symbol held, or
-fewer than n + 1 bars of returns, the weights are equal (only the caps act).
+A sign never changes, so with shorting off no position is ever negative; after the weighting every
+bound only lowers a position or scales the book down, so |q_i| ≤ L_i and Σ|q_i| ≤ Σ|p_i| hold. With
+one symbol held, or fewer than n + 1 bars of returns, the weights are equal (only limits and caps act).
 """
 
 from __future__ import annotations
@@ -44,12 +48,28 @@ def cap(positions: "np.ndarray", max_symbol: float, max_gross: float) -> "np.nda
     return q
 
 
-def allocate(proposed: Sequence[float] | "np.ndarray", returns: "np.ndarray | None", config: PortfolioConfig) -> Allocation:
+def within_limits(scaled: "np.ndarray", proposed: "np.ndarray", limits: "np.ndarray") -> "np.ndarray":
+    """Step 3's bounds: |q_i| ≤ limits_i each, then Σ|q_i| ≤ Σ|proposed_i| by one common scale; signs kept."""
+    import numpy as np
+
+    q = np.sign(scaled) * np.minimum(np.abs(scaled), limits)
+    gross, allowed = float(np.abs(q).sum()), float(np.abs(proposed).sum())
+    if gross > allowed:
+        q = q * (allowed / gross)
+    return q
+
+
+def allocate(
+    proposed: Sequence[float] | "np.ndarray", returns: "np.ndarray | None", config: PortfolioConfig,
+    limits: Sequence[float] | "np.ndarray | None" = None,
+) -> Allocation:
     """The book for `proposed` positions (one per symbol) given `returns`, a (bars × symbols) matrix of
-    the symbols' recent simple returns in the same order (None or too short: equal weights)."""
+    the symbols' recent simple returns in the same order (None or too short: equal weights), and
+    `limits`, each symbol's own largest |position| from its sizing (None: 1, a whole capital each)."""
     import numpy as np
 
     p = np.asarray(proposed, dtype=np.float64)
+    own = np.ones(p.shape[0]) if limits is None else np.asarray(limits, dtype=np.float64)
     held = np.flatnonzero(p != 0.0)
     w = np.zeros(p.shape[0])
     reason = None
@@ -69,7 +89,7 @@ def allocate(proposed: Sequence[float] | "np.ndarray", returns: "np.ndarray | No
             w[held] = weights(config.method, covariance(r * np.sign(p[held])))
     scaled = np.zeros_like(p)
     scaled[held] = p[held] * w[held] * held.size
-    return Allocation(cap(scaled, config.max_symbol, config.max_gross), w, reason)
+    return Allocation(cap(within_limits(scaled, p, own), config.max_symbol, config.max_gross), w, reason)
 
 
 def aligned_returns(timestamps: Sequence["np.ndarray"], closes: Sequence["np.ndarray"], bars: int) -> "np.ndarray | None":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from v7.core.portfolio import PortfolioConfig, aligned_returns, allocate, cap, covariance, inverse_vol, min_variance
+from v7.core.portfolio import PortfolioConfig, aligned_returns, allocate, cap, covariance, inverse_vol, min_variance, weights
 
 
 def analytic(sigma: np.ndarray) -> np.ndarray:
@@ -79,9 +79,15 @@ def test_allocation_scales_relative_to_equal_weight_and_keeps_signs():
     returns = rng.normal(0, [0.01, 0.03], size=(2000, 2))
     sigma = covariance(returns)
     w = min_variance(sigma)
-    out = allocate([0.4, 0.3], returns, config)
+    out = allocate([0.4, 0.4], returns, config)
     assert out.weights == pytest.approx(w) and w[0] > 0.85  # the calmer symbol carries most of the book
-    assert out.positions == pytest.approx([0.4 * w[0] * 2, 0.3 * w[1] * 2])
+    # Equal proposals, limits not binding: the textbook answer, q_i = p_i · w_i · n (the gross stays 0.8).
+    assert out.positions == pytest.approx([0.4 * w[0] * 2, 0.4 * w[1] * 2])
+    assert out.positions == pytest.approx(0.8 * analytic(sigma))
+    # Unequal proposals: p · w · n would add gross (0.4·2w₀ + 0.3·2w₁ > 0.7); scaled back to the proposed 0.7.
+    raw = np.array([0.4 * w[0] * 2, 0.3 * w[1] * 2])
+    assert raw.sum() > 0.7
+    assert allocate([0.4, 0.3], returns, config).positions == pytest.approx(raw * 0.7 / raw.sum())
     # A short ETH beside a long BTC: the covariance of the returns as held (signs applied) decides.
     hedged = allocate([0.8, -0.6], returns, config)
     assert hedged.positions[0] > 0 > hedged.positions[1]
@@ -118,6 +124,69 @@ def test_caps_always_hold_and_shorting_off_stays_long(method, seed):
         assert np.abs(q).sum() <= config.max_gross + 1e-12
         assert np.all(q * proposed >= 0) and np.all(q[proposed == 0] == 0)  # no sign flips; flat stays flat
     assert np.all(allocate(longs, returns, config).positions >= 0)
+
+
+def btc_only_returns(bars: int = 500) -> np.ndarray:
+    """ETH moving with BTC at twice its size plus noise: long-only minimum variance puts all the weight on BTC."""
+    rng = np.random.default_rng(5)
+    btc = rng.normal(0, 0.01, bars)
+    return np.column_stack([btc, 2 * btc + rng.normal(0, 0.002, bars)])
+
+
+def test_the_step_never_takes_a_position_past_its_own_loss_limit():
+    """max_position 0.3, loss budget 0.005, CVaR 0.02: each symbol's limit is min(0.3, 0.005 / 0.02) = 0.25,
+    and both are sized at it. Weights [1, 0] would double BTC (p · w · n = 0.5: CVaR 0.01, twice the budget)."""
+    returns = btc_only_returns()
+    config = PortfolioConfig(enabled=True, max_symbol=1.0, max_gross=2.0)
+    assert min_variance(covariance(returns)) == pytest.approx([1.0, 0.0], abs=1e-12)
+    limit = min(0.3, 0.005 / 0.02)
+    out = allocate([0.25, 0.25], returns, config, limits=[limit, limit])
+    assert out.positions == pytest.approx([0.25, 0.0])
+    assert out.positions[0] * 0.02 <= 0.005 + 1e-15  # the position's CVaR within the loss budget
+    assert allocate([0.25, 0.25], returns, config).positions == pytest.approx([0.5, 0.0])  # a limit of 1: the weight acts
+
+
+def test_the_step_never_raises_the_gross():
+    # [0.25, 0.05] with weights [1, 0]: p · w · n = [0.5, 0] has gross 0.5 > 0.3 proposed: scaled to 0.3.
+    config = PortfolioConfig(enabled=True, max_symbol=1.0, max_gross=2.0)
+    out = allocate([0.25, 0.05], btc_only_returns(), config)
+    assert out.positions == pytest.approx([0.3, 0.0])
+
+
+@pytest.mark.parametrize("method", ["min_variance", "inverse_vol", "equal"])
+@pytest.mark.parametrize("seed", range(40))
+def test_random_books_keep_every_limit_the_gross_and_the_caps(method, seed):
+    """Random proposals, returns (so weights) and own limits ≥ |p|: no |q_i| above its limit, Σ|q| ≤ Σ|p|,
+    the caps hold, signs kept, no negative position with shorting off; the limits bind only by clipping."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(1, 7))
+    max_symbol = float(rng.uniform(0.05, 1.0))
+    config = PortfolioConfig(enabled=True, method=method, max_symbol=max_symbol, max_gross=float(rng.uniform(max_symbol, 4.0)))
+    returns = rng.normal(0, rng.uniform(0.001, 0.05, size=n), size=(int(rng.integers(0, 300)), n)) + rng.normal(0, 0.01, size=(1, 1))
+    longs = rng.uniform(0, 1, size=n) * (rng.uniform(size=n) < 0.8)
+    for proposed in (longs, rng.uniform(-1, 1, size=n)):
+        limits = np.minimum(1.0, np.abs(proposed) * rng.uniform(1.0, 3.0, size=n))  # a sizing never proposes past its limit
+        q = allocate(proposed, returns, config, limits=limits).positions
+        assert np.all(np.abs(q) <= limits + 1e-12)
+        assert np.abs(q).sum() <= np.abs(proposed).sum() + 1e-12
+        assert np.all(np.abs(q) <= config.max_symbol + 1e-12) and np.abs(q).sum() <= config.max_gross + 1e-12
+        assert np.all(q * proposed >= 0) and np.all(q[proposed == 0] == 0)
+    assert np.all(allocate(longs, returns, config, limits=np.ones(n)).positions >= 0)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_limits_that_do_not_bind_leave_the_weighted_book_unchanged(seed):
+    """Equal proposals (so the gross is never raised) and limits above p · w · n: exactly p_i · w_i · n,
+    the analytic weights of the returns' covariance where they are all positive."""
+    rng = np.random.default_rng(seed)
+    returns = rng.normal(0, [0.01, 0.015, 0.02], size=(400, 3))
+    sigma = covariance(returns)
+    expected = analytic(sigma)
+    assert np.all(expected > 0)
+    config = PortfolioConfig(enabled=True, max_symbol=1.0, max_gross=3.0)
+    out = allocate([0.2, 0.2, 0.2], returns, config, limits=[0.6 * max(expected) + 1e-9] * 3)
+    assert out.positions == pytest.approx(0.2 * 3 * expected, abs=1e-12)
+    assert out.weights == pytest.approx(weights("min_variance", sigma))
 
 
 def test_cap_scales_the_gross_after_the_symbol_cap():
