@@ -28,7 +28,8 @@ def test_kelly_is_the_growth_optimal_fraction_of_a_known_bet():
 
 def test_payoff_ratio_from_simulated_bets_converges_to_the_known_payoff():
     """Moves of +u with probability p and −d otherwise: b = (e^u − 1)/(1 − e^−d), so f* is its analytic value;
-    moves of random size: the estimated f* closes in on the analytic one as the sample grows."""
+    moves of random size with E gain / E loss = 2: the estimated b closes in on 2 as the sample grows.
+    (Kelly's own convergence, p and b both estimated from simulated bets: tests/sizing/test_kelly.py.)"""
     p, u = 0.55, 0.02
     d = p * u / (1 - p)  # no drift in log price: the path stays in floating-point range
     b_true = math.expm1(u) / -math.expm1(-d)
@@ -39,11 +40,11 @@ def test_payoff_ratio_from_simulated_bets_converges_to_the_known_payoff():
         rng = np.random.default_rng(seed)
         gains, losses = rng.exponential(0.02, n), rng.exponential(0.01, n)  # E gain / E loss = 2
         simple = np.where(rng.random(n) < 0.34, gains, -losses)  # about no drift in log price
-        return abs(kelly(0.6, payoff_ratio(closes_from(np.log1p(simple)), horizon=1)) - kelly(0.6, 2.0))
+        return abs(payoff_ratio(closes_from(np.log1p(simple)), horizon=1) - 2.0)
 
     mean_errors = [np.mean([error(n, seed) for seed in range(20)]) for n in (300, 3_000, 30_000)]
     assert mean_errors[0] > mean_errors[1] > mean_errors[2]
-    assert error(300_000, 7) < 0.001
+    assert error(300_000, 7) < 0.01
 
 
 def test_payoff_ratio_uses_only_the_window_and_needs_enough_returns():
