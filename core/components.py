@@ -39,6 +39,11 @@ class PluginConfig(BaseModel):
     # Named by exclusion: a new setting is in the hash unless someone says it is transport.
     transport_fields: ClassVar[frozenset[str]] = frozenset()
 
+    def shown(self) -> dict[str, Any]:
+        """The settings as `v7 config show` prints them. V7 hides keys named like secrets (`api_key`,
+        `token`, …); override to hide what only the plugin knows is one, such as a token inside a URL."""
+        return self.model_dump(mode="json", by_alias=True)
+
 
 class TheoryConfig(PluginConfig):
     min_candles: int | None = Field(

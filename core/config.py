@@ -201,11 +201,12 @@ class V7Config:
     def plugin_config(self, kind: str, name: str) -> PluginConfig | None:
         return self.plugin_configs.get((kind, name))
 
-    def effective(self) -> dict[str, Any]:
-        """The config as it will run, defaults filled in, as plain data."""
+    def effective(self, shown: bool = False) -> dict[str, Any]:
+        """The config as it will run, defaults filled in, as plain data; `shown` = each plugin's table as it
+        prints it (`PluginConfig.shown`, its secrets hidden), for display only."""
         def table(kind: str) -> dict[str, Any]:
             return {
-                name: cfg.model_dump(mode="json", by_alias=True)
+                name: cfg.shown() if shown else cfg.model_dump(mode="json", by_alias=True)
                 for (k, name), cfg in self.plugin_configs.items()
                 if k == kind
             }

@@ -47,7 +47,7 @@ def config_show(ctx: Context, config_path: str, as_json: bool) -> None:
     from ..config import redact
 
     _, cfg = load(ctx, config_path)
-    data = redact(cfg.effective())
+    data = redact(cfg.effective(shown=True))
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

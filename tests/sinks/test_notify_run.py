@@ -274,3 +274,16 @@ def test_a_market_context_feed_failing_iterations_in_a_row_is_a_run_problem(tmp_
     problems = [b for b in hook.bodies("/good") if b["title"] == "V7 problem: feed failing"]
     assert len(problems) == 1, problems  # at the third failure in a row (feed_failures = 3), once
     assert problems[0]["message"].startswith("feed deadcontext failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context API did not answer")
+
+
+def test_config_show_hides_tokens_inside_notification_urls(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        '[sinks]\nenabled = ["sqlite", "notify"]\n[sinks.notify]\n'
+        f'urls = ["tgram://{TOKEN}/12345", "json://127.0.0.1:8099/hook/{TOKEN}", "ntfys://ntfy.sh"]\n'
+    )
+    shown = run_v7("config", "show", "--config", "config.toml", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert TOKEN not in shown.stdout + shown.stderr
+    assert 'urls = ["tgram://***/***", "json://127.0.0.1:8099/***", "ntfys://ntfy.sh"]' in shown.stdout
+    hashed = run_v7("config", "show", "--json", "--config", "config.toml", cwd=tmp_path)
+    assert TOKEN not in hashed.stdout and "json://127.0.0.1:8099/***" in hashed.stdout

@@ -38,3 +38,10 @@ class NotifyConfig(PluginConfig):
     timeout_seconds: float = Field(default=10.0, gt=0.0, description="One delivery's connect and read timeouts (Apprise's cto / rto), unless the URL sets them")
     close_timeout_seconds: float = Field(default=10.0, ge=0.0, description="How long close() waits for the channels to send what is queued")
     title: str = Field(default="V7", description="The first word of every message's title")
+
+    def shown(self) -> dict:
+        """`urls` as `scheme://host/***`: a URL's path or host may be a token (Telegram's bot token is in it)."""
+        from .redact import redacted
+
+        return {**super().shown(), "urls": [redacted(url) for url in self.urls]}
+
