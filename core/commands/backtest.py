@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from typing import Any
 
 import click
 
-from .common import CONFIG_HELP, fail, load, parse_symbols, plain_table
+from .common import CONFIG_HELP, fail, load, parse_moment, parse_symbols, plain_table
 
 SINK_HELP = "Sink that keeps the results (default: the first enabled sink that can read back)."
 DB_HELP = "Store of that sink to use instead of the configured one (a path; its meaning is the sink's, e.g. a database file)."
-
-
-def _moment(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    from ..timefmt import parse_utc
-
-    try:
-        return parse_utc(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _horizons(value: str | None) -> list[int] | None:
@@ -107,7 +95,7 @@ def backtest(
     try:
         horizons = _horizons(horizon)
         settings = resolve_settings(
-            config, start=_moment(start, "--start"), end=_moment(end, "--end"), horizon=horizons[0] if horizons else None,
+            config, start=parse_moment(start, "--start"), end=parse_moment(end, "--end"), horizon=horizons[0] if horizons else None,
             horizons=horizons[1:] if horizons else None, execution=execution, delay_bars=delay_bars, step=step, folds=folds,
             workers=workers, llm_call_cap=llm_call_cap,
         )

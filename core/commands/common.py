@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datetime import datetime
 
 CONFIG_HELP = "Path of the TOML config file."
 BLOCK_ENV = "V7_BLOCK_PLUGINS"
@@ -100,6 +103,18 @@ def parse_symbols(value: str | None, option: str = "--symbols") -> list[str] | N
     if bad or not chosen or len(set(chosen)) != len(chosen):
         fail(f"{option}: got {value!r}; expected distinct comma-separated BASE-QUOTE symbols such as BTC-USD,ETH-USD")
     return chosen
+
+
+def parse_moment(value: str | None, option: str) -> "datetime | None":
+    """`--start` / `--end`: an ISO date or time (UTC unless it says otherwise); None when not given."""
+    if value is None:
+        return None
+    from ..timefmt import parse_utc
+
+    try:
+        return parse_utc(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def plain_table(rows: list[tuple[str, ...]]) -> str:

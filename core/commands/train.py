@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .common import CONFIG_HELP, fail, load, parse_symbols
+from .common import CONFIG_HELP, fail, load, parse_moment, parse_symbols
 
 
 @click.command()
@@ -40,7 +40,6 @@ def train(ctx: Any, config_path: str, symbols: str | None, start: str | None, en
     from ..engine import limit_threads
     from ..errors import one_line
     from ..logs import configure_logging
-    from .backtest import _moment
     from .backtest_learning import print_learning
 
     registry, config = load(ctx, config_path)
@@ -59,7 +58,7 @@ def train(ctx: Any, config_path: str, symbols: str | None, start: str | None, en
     table["model_path"] = ""  # learn from scratch: a model it would load is what is being made
     try:
         fresh = validate_config(raw, registry, where=config_path)
-        settings = resolve_settings(fresh, start=_moment(start, "--start"), end=_moment(end, "--end"), workers=workers, folds=1)
+        settings = resolve_settings(fresh, start=parse_moment(start, "--start"), end=parse_moment(end, "--end"), workers=workers, folds=1)
     except ConfigError as exc:
         fail("; ".join(exc.problems))
     except (ValidationError, click.BadParameter) as exc:
