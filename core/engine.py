@@ -490,6 +490,7 @@ class Pipeline:
             "signal",
             direction=signal.direction,
             confidence=round(signal.confidence, 3),
+            position=round(signal.position, 6),
             price=signal.price,
             bar_time=signal.bar_time.isoformat(),
             synthesizer=signal.synthesizer,

@@ -51,8 +51,15 @@ class Sizing(BaseModel):
 
 
 def position_text(value: float) -> str:
-    """A position as a signed % of capital (`+4.7%`, `-12.5%`), `0%` when flat: how `v7 signals` and the dashboard show it."""
-    return f"{value:+.1%}" if value else "0%"
+    """A position as a signed % of capital (`+4.7%`, `-12.5%`), `0%` when flat: how `v7 signals` and the dashboard show it.
+    A small one keeps two decimals (`+0.07%`), a tinier one shows as `+<0.01%`: a position is never shown as 0 unless flat."""
+    if not value:
+        return "0%"
+    if abs(value) >= 0.0005:  # shows at least 0.1%
+        return f"{value:+.1%}"
+    if abs(value) >= 0.00005:
+        return f"{value:+.2%}"
+    return "+<0.01%" if value > 0 else "-<0.01%"
 
 
 def kelly(p: float, b: float) -> float:

@@ -146,3 +146,15 @@ def test_a_failed_step_still_stores_every_signal_within_the_caps(registry, tmp_p
         # Each sized 1.0 alone: clipped to 0.9, then 1.8 gross scaled into the 1.2 allowed.
         assert positions == pytest.approx([0.6, 0.6])
         assert all("; portfolio caps only (the portfolio step failed): max 0.9 per symbol, gross room 1.200 of 1.2" in book[s].sizing for s in SYMBOLS)
+
+
+def test_the_signal_log_line_has_the_stored_position(registry, tmp_path):
+    import structlog
+
+    with structlog.testing.capture_logs() as events:
+        signals = run(registry, tmp_path, iterations=2, portfolio=PORTFOLIO)
+    logged = [e for e in events if e["event"] == "signal"]
+    assert len(logged) == len(signals) == 4
+    stored = sorted((s.bar_time.isoformat(), s.symbol, round(s.position, 6)) for s in signals)
+    assert sorted((e["bar_time"], e["symbol"], e["position"]) for e in logged) == stored  # the book's, after the step
+    assert all(0 <= e["position"] <= PORTFOLIO["max_symbol"] for e in logged) and any(e["position"] > 0 for e in logged)  # not the 1.0 sized alone
