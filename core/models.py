@@ -379,6 +379,16 @@ class Synthesis(BaseModel):
     )
     attempts: int = 1
     usage: TokenUsage | None = None
+    learned_until: datetime | None = Field(
+        default=None,
+        description="a synthesizer that learns: when the newest outcome its answering model was trained on became known (the end of its "
+        "last training label); an answer for a bar before it used the future, and `--check-lookahead` flags it",
+    )
+    payoff: float | None = Field(
+        default=None, gt=0,
+        description="b of this synthesizer's own past signals in this direction: mean gain / mean loss of their forward returns over "
+        "its horizon; position sizing's Kelly payoff (None: the window's unconditional ratio)",
+    )
 
     @classmethod
     def checked(cls, answer: Any) -> "Synthesis":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..models import CandleSeries
@@ -108,6 +109,22 @@ def about_theories(difference: LookaheadDifference) -> bool:
     return "." in difference.field or difference.field == "theories"
 
 
+def trained_past_the_bar(signals: dict[str, list[BarSignal]]) -> list[LookaheadDifference]:
+    """Every answer whose model learned from an outcome known only after its bar (`Synthesis.learned_until` > the bar).
+
+    Recomputing cannot catch this: a model loaded from a file answers the same wherever the candles
+    are cut, so the leak is in what the answer says it knew, checked on every signal."""
+    from ..timefmt import format_utc
+
+    return [
+        LookaheadDifference(
+            symbol=symbol, bar_time=s.bar_time, field=f"{s.synthesizer} model trained past the bar (learned until)",
+            backtest=format_utc(datetime.fromtimestamp(s.learned_until, timezone.utc)), recomputed=f"≤ {format_utc(s.bar_time)}",
+        )
+        for symbol, items in signals.items() for s in items if s.learned_until is not None and s.learned_until > s.timestamp
+    ]
+
+
 def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factory: Callable[[], "Registry"] = load_registry) -> LookaheadReport:
     """Recompute a sample of the run's signals where the future cannot exist, and list every difference.
 
@@ -115,8 +132,10 @@ def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factor
     no module globals, caches or arrays filled during the backtest) by a fresh pipeline given
     contiguous copies of the `lookback` candles up to t and nothing else. Any difference is either
     lookahead (something in the backtest saw bars after t) or a plugin whose output is not a pure
-    function of its candles (hidden state, unseeded randomness). Not caught: a plugin that re-reads
-    the data source itself (a file or a network API) behind the engine's back.
+    function of its candles (hidden state, unseeded randomness). Every signal's `learned_until` is
+    checked too: a model trained on outcomes after its bar (a model file fitted on the whole history)
+    answers the same in any replay. Not caught: a plugin that re-reads the data source itself (a
+    file or a network API) behind the engine's back, or a model that hides its training range.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -141,7 +160,7 @@ def check_lookahead(run: BacktestRun, sample: int | None = None, registry_factor
         return LookaheadReport(checked=0, error=recomputed)
     learner = registry_factory().get("synthesizer", config.synthesizer)
     learning = learner is not None and learner.cls.learns
-    differences = []
+    differences = trained_past_the_bar(run.signals)
     for (symbol, original), again in zip(picks, recomputed):
         # A learning synthesizer recomputed on one bar has seen nothing before it: only the theories compare here.
         differences.extend(d for d in compare_signals(symbol, original, again) if not learning or about_theories(d))

@@ -62,6 +62,7 @@ def synthesize_bar(
         **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
         fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
         baseline=baseline_answer(pipeline, request, synthesis, name), position=sizing_for(pipeline, request, synthesis, name).position,
+        learned_until=None if synthesis.learned_until is None else int(synthesis.learned_until.timestamp()),
     )
 
 

@@ -30,6 +30,38 @@ class SymbolLearner:
         self.shown_since_training = 0 if model is not None else None  # None: no model trained here yet
         self.last_problem: str | None = None  # why the latest training failed, for the fallback's reason
         self.trainings = 0
+        self.loaded = model is not None  # the model (and rows) came from a file: checked against the first bar shown
+        self.set_aside: str | None = None  # why a loaded model does not answer these bars, for the fallback's reason
+
+    def answers_from(self) -> int | None:
+        """The first bar time the current model may answer: its last training label's end plus the embargo."""
+        return None if self.model is None else self.model.last_label_time + self.cfg.gap * self.bar_seconds
+
+    def check_loaded(self, time: int) -> None:
+        """Before the first bar a loaded model sees: if it learned from outcomes not known an embargo before
+        `time`, it cannot answer. Learning (`retrain_live`), the symbol then starts walk-forward from
+        scratch on the bars shown, as without a file (its rows reach past `time` too); otherwise the
+        fallback answers until the bars reach the model's end."""
+        start = self.answers_from()
+        if not self.loaded or start is None:
+            return
+        if start <= time:
+            self.loaded, self.set_aside = False, None
+            return
+        from v7 import format_utc, get_logger
+
+        assert self.model is not None
+        first = self.set_aside is None
+        self.set_aside = (
+            f"the model file's model learned from outcomes up to {format_utc(self.model.last_label_time)} and may answer from "
+            f"{format_utc(start)} (embargo {self.cfg.gap} bars): not bar {format_utc(time)}"
+        )
+        if first:
+            get_logger().warning("loaded model trained past the bar", bar_time=format_utc(time), answers_from=format_utc(start),
+                                 walk_forward=self.learn)
+        if self.learn:
+            self.table, self.model, self.shown_since_training, self.loaded = FeatureTable(), None, None, False
+            self.set_aside += "; learning walk-forward from the bars shown instead"
 
     @property
     def warming_up(self) -> bool:

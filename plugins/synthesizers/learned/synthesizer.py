@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class LearnedSynthesizer(Synthesizer):
         cfg: LearnedConfig = self.config
         learner = self._learner(request.symbol, request.granularity)
         candles = request.candles
+        bar = int(candles.timestamp[-1]) if candles is not None and len(candles) else int(request.bar_time.timestamp())
+        learner.check_loaded(bar)
         try:
             features = bar_features(request, cfg)
             problem = None
@@ -63,9 +66,16 @@ class LearnedSynthesizer(Synthesizer):
         if problem is not None:
             raise SynthesisFailed(problem)
         model = learner.model
+        aside = f"{learner.set_aside}; " if learner.set_aside else ""
         if model is None:
             # Collecting the first rows is the expected state of a new learner, not a failure worth a warning per bar.
-            raise SynthesisFailed(learner.last_problem or f"no model for {request.symbol} yet", quiet=learner.warming_up)
+            raise SynthesisFailed(aside + (learner.last_problem or f"no model for {request.symbol} yet"), quiet=learner.warming_up)
+        start = learner.answers_from()
+        if start is not None and start > bar:
+            # Never an answer from outcomes not known an embargo before the bar (a loaded model trained past it; logged once).
+            raise SynthesisFailed(learner.set_aside or (
+                f"the model learned from outcomes up to {format_utc(model.last_label_time)}: it may answer from {format_utc(start)}, "
+                f"not bar {format_utc(bar)}"), quiet=True)
         x = learner.table.vector(features or {}, model.names)
         if cfg.explain:
             p_up, pushes = model.explain(x)
@@ -77,7 +87,10 @@ class LearnedSynthesizer(Synthesizer):
             direction, confidence, rule = "SELL", 1 - p_up, "P(up) ≤ 1 − threshold"
         else:
             direction, confidence, rule = "HOLD", max(p_up, 1 - p_up), "P(up) inside the threshold band"
-        return Synthesis(direction=direction, confidence=confidence, reasoning=self._reasoning(model, pushes, p_up), decided_by=rule)
+        return Synthesis(
+            direction=direction, confidence=confidence, reasoning=self._reasoning(model, pushes, p_up), decided_by=rule,
+            learned_until=datetime.fromtimestamp(model.last_label_time, timezone.utc),
+        )
 
     def _reasoning(self, model: Any, pushes: Any, p_up: float) -> str:
         cfg: LearnedConfig = self.config
