@@ -2,7 +2,8 @@
 
 For a BUY (or, with shorting on, a SELL) from a synthesizer whose confidence is a calibrated probability p:
 
-    b          = mean gain / mean loss of the window's forward returns over `horizon` bars (side of the signal)
+    b          = the synthesizer's own `payoff` (mean gain / mean loss of its past signals in this direction), or,
+                 when it gives none, mean gain / mean loss of the window's forward returns over `horizon` bars
     f*         = p − (1 − p) / b                               (≤ 0: no edge, no position)
     kelly      = min(max_position, kelly_fraction × f*)
     vol scale  = min(max_volatility_scale, target_volatility / realised annual volatility)
@@ -44,6 +45,9 @@ class Sizing(BaseModel):
     kelly: float | None = Field(default=None, description="kelly_fraction × f*, capped at max_position (None: not a Kelly size)")
     probability: float | None = Field(default=None, description="the calibrated probability p the Kelly fraction used")
     payoff: float | None = Field(default=None, description="b = mean gain / mean loss of past forward returns")
+    payoff_from: str | None = Field(
+        default=None, description='"past signals": the synthesizer\'s own (`Synthesis.payoff`); "window": every forward return of the window',
+    )
     volatility: float | None = Field(default=None, description="realised annual volatility of the recent window")
     volatility_scale: float | None = Field(default=None, description="min(max_volatility_scale, target / realised)")
     loss_limit: float | None = Field(default=None, description="loss_budget / CVaR (None: no risk theory enabled)")
@@ -111,10 +115,11 @@ def flat_rule(direction: str | None, settings: "SizingConfig") -> str | None:
 
 def position_for(
     direction: str | None, confidence: float, calibrated: bool, close: "np.ndarray | None", granularity: str,
-    cvar: float | None, settings: "SizingConfig", risk_missing: str | None = None,
+    cvar: float | None, settings: "SizingConfig", risk_missing: str | None = None, payoff: float | None = None,
 ) -> Sizing:
     """The position for one signal. `cvar` = the risk theory's tail loss (None: no risk theory enabled);
-    `risk_missing` = why a risk theory that is enabled gave none (then no position: the budget cannot be checked)."""
+    `risk_missing` = why a risk theory that is enabled gave none (then no position: the budget cannot be checked);
+    `payoff` = b of the synthesizer's own past signals in this direction (`Synthesis.payoff`; None: the window's ratio)."""
     flat = flat_rule(direction, settings)
     if flat is not None:
         return Sizing(position=0.0, rule=flat)
@@ -128,17 +133,20 @@ def position_for(
         return Sizing(position=0.0, rule=f"no position: fewer than {MIN_VOLATILITY_RETURNS} returns for the volatility")
     scale = settings.max_volatility_scale if volatility <= 0 else min(settings.max_volatility_scale, settings.target_volatility / volatility)
     base: dict[str, float | None] = {"volatility": volatility, "volatility_scale": scale}
+    source: str | None = None
     if calibrated:
-        b = payoff_ratio(close, settings.horizon, short)
+        source = "past signals" if payoff is not None else "window"
+        b = payoff if payoff is not None else payoff_ratio(close, settings.horizon, short)
         if b is None:
             return Sizing(position=0.0, **base, rule=f"no position: too few {settings.horizon}-bar gains and losses for a payoff ratio")
         edge = kelly(confidence, b)
         base.update(probability=confidence, payoff=b)
         if edge <= 0:
-            return Sizing(position=0.0, kelly=0.0, **base, rule=f"no edge: f* = {confidence:.3f} − {1 - confidence:.3f}/{b:.2f} = {edge:.3f} ≤ 0")
+            return Sizing(position=0.0, kelly=0.0, payoff_from=source, **base,
+                          rule=f"no edge: f* = {confidence:.3f} − {1 - confidence:.3f}/{b:.2f} (b from {source}) = {edge:.3f} ≤ 0")
         fraction = min(settings.max_position, settings.kelly_fraction * edge)
         base["kelly"] = fraction
-        text = f"{settings.kelly_fraction:g} Kelly (p {confidence:.3f}, b {b:.2f}, f* {edge:.3f}) = {fraction:.3f}"
+        text = f"{settings.kelly_fraction:g} Kelly (p {confidence:.3f}, b {b:.2f} from {source}, f* {edge:.3f}) = {fraction:.3f}"
     else:
         fraction = settings.uncalibrated_fraction
         text = f"uncalibrated confidence: fixed {fraction:g}"
@@ -154,7 +162,7 @@ def position_for(
         size = settings.max_position
         text += f", capped at {settings.max_position:g}"
     position = -size if short else size
-    return Sizing(position=position, loss_limit=limit, **base, rule=f"{text} → {position:+.3f}")
+    return Sizing(position=position, loss_limit=limit, payoff_from=source, **base, rule=f"{text} → {position:+.3f}")
 
 
 def tail_loss(results: "Sequence[TheoryResult]", theories: "Sequence[Theory]") -> tuple[float | None, str | None]:
@@ -179,16 +187,16 @@ def sizing_for(pipeline: "Pipeline", request: "PromptRequest", synthesis: "Synth
     candles: "CandleSeries | None" = request.candles
     return size_answer(
         pipeline, request.symbol, synthesis.direction, synthesis.confidence, answered_by, request.results,
-        candles.close if candles is not None else None, request.granularity,
+        candles.close if candles is not None else None, request.granularity, synthesis.payoff,
     )
 
 
 def size_answer(
     pipeline: "Pipeline", symbol: str, direction: str | None, confidence: float, answered_by: str,
-    results: "Sequence[TheoryResult]", close: "np.ndarray | None", granularity: str,
+    results: "Sequence[TheoryResult]", close: "np.ndarray | None", granularity: str, payoff: float | None = None,
 ) -> Sizing:
-    """The sizing of one answer (`close` = the closes the theories saw, up to the bar); never raises:
-    a failure is logged and sizes nothing, so a signal is never lost to its sizing."""
+    """The sizing of one answer (`close` = the closes the theories saw, up to the bar; `payoff` = the answer's
+    `Synthesis.payoff`); never raises: a failure is logged and sizes nothing, so a signal is never lost to its sizing."""
     try:
         flat = flat_rule(direction, pipeline.config.sizing)
         if flat is not None:  # most answers: no need for the risk theory's tail or the candles
@@ -196,7 +204,7 @@ def size_answer(
         synthesizer = next((s for s in (pipeline.synthesizer, pipeline.fallback) if s is not None and s.name == answered_by), None)
         calibrated = synthesizer is not None and type(synthesizer).calibrated
         cvar, missing = tail_loss(results, pipeline.theories)
-        return position_for(direction, confidence, calibrated, close, granularity, cvar, pipeline.config.sizing, missing)
+        return position_for(direction, confidence, calibrated, close, granularity, cvar, pipeline.config.sizing, missing, payoff)
     except Exception as exc:
         from ..logs import get_logger
 

@@ -10,6 +10,7 @@ from v7 import PluginConfig, Synthesis, SynthesisRequest, Synthesizer, hookimpl
 class FixedConfig(PluginConfig):
     direction: str = "BUY"
     probability: float = Field(default=0.7, ge=0, le=1)
+    payoff: float | None = Field(default=None, gt=0, description="the b of its past signals it states (Synthesis.payoff)")
 
 
 class FixedProbability(Synthesizer):
@@ -21,7 +22,7 @@ class FixedProbability(Synthesizer):
     Config = FixedConfig
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:
-        return Synthesis(direction=self.config.direction, confidence=self.config.probability, reasoning="fixed")
+        return Synthesis(direction=self.config.direction, confidence=self.config.probability, reasoning="fixed", payoff=self.config.payoff)
 
 
 class SizingPlugins:

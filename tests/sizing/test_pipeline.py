@@ -25,12 +25,12 @@ def btc():
     return read_candles_csv(BTC_CSV, "BTC-USD").tail(1500)
 
 
-def config(registry, probability=0.7, direction="BUY", **sizing):
+def config(registry, probability=0.7, direction="BUY", payoff=None, **sizing):
     return validate_config({
         "engine": {"symbols": ["BTC-USD"], "lookback": 500},
         "sinks": {"enabled": []},
         "theories": {"enabled": ["hurst_exponent", "monte_carlo"]},
-        "synthesizer": {"use": "fixed_probability", "fixed_probability": {"probability": probability, "direction": direction}},
+        "synthesizer": {"use": "fixed_probability", "fixed_probability": {"probability": probability, "direction": direction, "payoff": payoff}},
         "backtest": {"horizon": 12, "step": 50, "workers": 1, "feature_cache": ""},
         "sizing": sizing,
     }, registry)
@@ -46,6 +46,22 @@ def test_a_run_signal_carries_the_rule_s_position(registry, btc):
     expected = position_for("BUY", 0.7, True, window.close, "1h", cvar, cfg.sizing)
     assert signal.position == pytest.approx(expected.position) and signal.position > 0
     assert signal.sizing == expected.rule and "Kelly" in signal.sizing
+
+
+def test_a_synthesizer_s_payoff_of_past_signals_sizes_its_signal_in_run_and_backtest(registry, btc):
+    cfg = config(registry, payoff=1.6)
+    pipeline = Pipeline.build(cfg, registry)
+    window = btc.tail(500)
+    signal = pipeline.evaluate("BTC-USD", Fetched(window, 1.0))
+    cvar, _ = tail_loss(signal.theory_results, pipeline.theories)
+    expected = position_for("BUY", 0.7, True, window.close, "1h", cvar, cfg.sizing, payoff=1.6)
+    assert signal.position == pytest.approx(expected.position) and "b 1.60 from past signals" in signal.sizing
+    assert signal.position != pytest.approx(position_for("BUY", 0.7, True, window.close, "1h", cvar, cfg.sizing).position)
+    run = run_backtest(cfg, registry, histories={"BTC-USD": btc})
+    bar = run.signals["BTC-USD"][0]
+    bars = btc.slice(bar.index + 1 - 500, bar.index + 1)
+    cvar, _ = tail_loss(pipeline.analyze(bars), pipeline.theories)
+    assert bar.position == pytest.approx(position_for("BUY", 0.7, True, bars.close, "1h", cvar, cfg.sizing, payoff=1.6).position)
 
 
 def test_the_fallback_s_uncalibrated_answer_gets_the_conservative_rule(registry, btc):

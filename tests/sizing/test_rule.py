@@ -117,6 +117,30 @@ def test_calibrated_position_is_the_documented_product():
     assert tight.position == pytest.approx(0.001 / 0.05) and tight.loss_limit == pytest.approx(0.02)
 
 
+def test_the_payoff_of_the_synthesizer_s_past_signals_is_used_when_given_and_the_window_s_otherwise():
+    close = closes_from(gbm(1.0, 1000, 13))
+    settings = SizingConfig(kelly_fraction=0.5, target_volatility=0.5, loss_budget=1.0)
+    window = position_for("BUY", 0.6, True, close, "1h", 0.02, settings)
+    b = payoff_ratio(close, 24)
+    assert window.payoff == pytest.approx(b) and window.payoff_from == "window" and f"b {b:.2f} from window" in window.rule
+    own = position_for("BUY", 0.6, True, close, "1h", 0.02, settings, payoff=1.8)
+    assert own.payoff == 1.8 and own.payoff_from == "past signals" and "b 1.80 from past signals" in own.rule
+    scale = min(1.0, 0.5 / annual_volatility(close, 168, "1h"))
+    assert own.kelly == pytest.approx(0.5 * kelly(0.6, 1.8)) and own.position == pytest.approx(0.5 * kelly(0.6, 1.8) * scale)
+    # A SELL's payoff is already the short's (its past SELLs' falls as gains): used as given, not inverted.
+    short = position_for("SELL", 0.6, True, close, "1h", 0.02, settings.model_copy(update={"short_enabled": True}), payoff=1.8)
+    assert short.position == pytest.approx(-own.position) and short.payoff == 1.8
+    # The past signals' b stands when the window is too short for its own (20 closes: no 24-bar return).
+    assert position_for("BUY", 0.6, True, close[-20:], "1h", 0.02, settings).position == 0.0
+    assert position_for("BUY", 0.6, True, close[-20:], "1h", 0.02, settings, payoff=1.8).position > 0
+    # A small b makes the same probability no edge.
+    poor = position_for("BUY", 0.6, True, close, "1h", 0.02, settings, payoff=0.5)
+    assert poor.position == 0.0 and poor.kelly == 0.0 and "(b from past signals)" in poor.rule
+    # An uncalibrated synthesizer's payoff changes nothing: it gets the fixed fraction.
+    fixed = position_for("BUY", 0.6, False, close, "1h", 0.02, settings, payoff=1.8)
+    assert fixed.payoff is None and fixed.payoff_from is None and fixed.position == pytest.approx(settings.uncalibrated_fraction * scale)
+
+
 def test_uncalibrated_confidence_never_gets_a_kelly_size():
     close = closes_from(gbm(1.0, 1000, 12))
     settings = SizingConfig(uncalibrated_fraction=0.1, loss_budget=1.0)

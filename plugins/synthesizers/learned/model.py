@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ISOTONIC_MIN = 5000  # independent calibration labels `calibration = "auto"` wants before it picks isotonic over Platt
 EPSILON = 1e-3  # probabilities are kept in [ε, 1 − ε]: a calibration map fitted on finite data never knows for sure
+MIN_PAYOFF_SIGNALS = 30  # past signals in a direction needed before their payoff ratio is stated (as sizing's window rule)
 
 
 class TrainingError(Exception):
@@ -64,6 +65,8 @@ class FittedModel:
     intercept: float = 0.0
     centre: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
+    payoff_buy: float | None = None  # b of the BUYs it would have signalled on its calibration slice (None: too few)
+    payoff_sell: float | None = None  # the same for SELLs, a fall counting as the gain
     _booster: Any = field(default=None, repr=False, compare=False)
 
     def raw(self, x: "np.ndarray") -> "np.ndarray":
@@ -138,9 +141,27 @@ def fit(x: "np.ndarray", forward: "np.ndarray", times: "np.ndarray", label_times
         raise TrainingError(f"the training rows hold a single class or too few rows to fit ({fitting.shape[0]}) and calibrate ({calibrating})")
     fitted = _fit_lightgbm(x[fitting], y[fitting], names, cfg, threads) if cfg.model == "lightgbm" else _fit_logistic(x[fitting], y[fitting], names, cfg)
     fitted.calibration = _calibrate(fitted.raw(x[start:]), y[start:], cfg)
+    fitted.payoff_buy, fitted.payoff_sell = signal_payoffs(fitted.probability(x[start:]), forward[start:], cfg.threshold)
     fitted.trained_rows, fitted.first_time, fitted.last_time = n, int(times[0]), int(times[-1])
     fitted.last_label_time, fitted.threshold_return, fitted.base_rate = int(label_times[-1]), cut, float(y.mean())
     return fitted
+
+
+def signal_payoffs(p_up: "np.ndarray", forward: "np.ndarray", threshold: float) -> tuple[float | None, float | None]:
+    """(b of BUYs, b of SELLs): mean gain / mean loss of the simple forward returns of the rows the model would
+    have called BUY (P(up) ≥ threshold) or SELL (≤ 1 − threshold; a fall is a SELL's gain). The rows are the
+    calibration slice: the fit never saw them and their forward returns were known before the training bar."""
+    import numpy as np
+
+    simple = np.expm1(forward)
+
+    def ratio(returns: "np.ndarray") -> float | None:
+        gains, losses = returns[returns > 0], returns[returns < 0]
+        if returns.shape[0] < MIN_PAYOFF_SIGNALS or gains.shape[0] == 0 or losses.shape[0] == 0:
+            return None
+        return float(gains.mean() / -losses.mean())
+
+    return ratio(simple[p_up >= threshold]), ratio(-simple[p_up <= 1 - threshold])
 
 
 def _fit_lightgbm(x: "np.ndarray", y: "np.ndarray", names: list[str], cfg: LearnedConfig, threads: int) -> FittedModel:

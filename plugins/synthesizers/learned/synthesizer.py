@@ -90,6 +90,7 @@ class LearnedSynthesizer(Synthesizer):
         return Synthesis(
             direction=direction, confidence=confidence, reasoning=self._reasoning(model, pushes, p_up), decided_by=rule,
             learned_until=datetime.fromtimestamp(model.last_label_time, timezone.utc),
+            payoff={"BUY": model.payoff_buy, "SELL": model.payoff_sell}.get(direction),
         )
 
     def _reasoning(self, model: Any, pushes: Any, p_up: float) -> str:
