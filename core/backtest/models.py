@@ -352,6 +352,7 @@ class BarSignal:
     decided_by: str = ""  # the synthesizer's rule for this direction (`Synthesis.decided_by`), for the report
     baseline: tuple[str, float, str] | None = None  # beside a learning synthesizer: the fallback's (direction, confidence, rule)
     position: float = 0.0  # the suggested signed fraction of capital (core/sizing), 0 when flat or no signal
+    limit: float = 1.0  # the largest |position| its sizing allows, min(max_position, loss limit): the portfolio step's bound
     learned_until: int | None = None  # `Synthesis.learned_until` (unix seconds): the newest outcome the answering model learned from
 
     @property

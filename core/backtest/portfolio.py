@@ -2,9 +2,10 @@
 
 - The timeline is the bars every symbol has (their common timestamps); a signal at a bar some
   symbol lacks is left out (`dropped_signals`).
-- At each bar where a symbol decides, its proposed position is `BarSignal.position` (core/sizing);
-  HOLD with `hold_keeps_position` and a bar without a signal keep the last one. The proposed
-  positions of all symbols then go through the portfolio step (core/portfolio/allocate.py) with the
+- At each bar where a symbol decides, its proposed position is `BarSignal.position` (core/sizing),
+  with its own limit `BarSignal.limit`; HOLD with `hold_keeps_position` and a bar without a signal
+  keep the last ones. The proposed positions of all symbols then go through the portfolio step
+  (core/portfolio/allocate.py: never past a symbol's limit, never above the proposed gross) with the
   covariance of the `covariance_bars` returns up to that bar's close, never a later one.
 - Each symbol's book position is filled by core/backtest/execution.py (`in_force`, `fill`: next
   open or close, `delay_bars`, fees + slippage on every change) as a fraction of the whole capital;
@@ -95,15 +96,16 @@ def book_of(histories: dict[str, CandleSeries], signals: dict[str, list[BarSigna
     return Book(list(symbols), common, aligned, remapped, returns, int(common.size - 1), dropped)
 
 
-def sized_decisions(signals: Sequence[BarSignal], first: int, last: int, hold_keeps_position: bool) -> "np.ndarray":
-    """Each signal's `position` at its bar (first..last); NaN = keep (no signal, no synthesizer answer, a HOLD that keeps)."""
+def sized_decisions(signals: Sequence[BarSignal], first: int, last: int, hold_keeps_position: bool, field: str = "position") -> "np.ndarray":
+    """Each signal's `position` (or its `limit`, with `field`) at its bar (first..last); NaN = keep (no signal,
+    no synthesizer answer, a HOLD that keeps)."""
     import numpy as np
 
     decided = np.full(max(last - first + 1, 0), np.nan)
     for s in signals:
         if not first <= s.index <= last or s.direction is None or (s.direction == "HOLD" and hold_keeps_position):
             continue
-        decided[s.index - first] = s.position
+        decided[s.index - first] = getattr(s, field)
     return decided
 
 
@@ -119,18 +121,24 @@ def _fill_book(book: Book, decided: "np.ndarray", first: int, execution: Executi
     )
 
 
-def stepped(book: Book, proposed: "np.ndarray", first: int, config: PortfolioConfig) -> tuple["np.ndarray", list["np.ndarray"]]:
-    """The book's decisions: at every bar where a symbol decides, the portfolio step over everyone's latest proposal."""
+def stepped(
+    book: Book, proposed: "np.ndarray", first: int, config: PortfolioConfig, limits: "np.ndarray | None" = None,
+) -> tuple["np.ndarray", list["np.ndarray"]]:
+    """The book's decisions: at every bar where a symbol decides, the portfolio step over everyone's latest
+    proposal and its own limit (`limits`, symbols × bars like `proposed`, NaN = keep; None: 1 each)."""
     import numpy as np
 
     out = np.full(proposed.shape, np.nan)
     current = np.zeros(proposed.shape[0])
+    own = np.ones(proposed.shape[0])
     weights = []
     for j in np.flatnonzero(np.any(np.isfinite(proposed), axis=0)):
         new = proposed[:, j]
         current = np.where(np.isfinite(new), new, current)
+        if limits is not None:
+            own = np.where(np.isfinite(limits[:, j]), limits[:, j], own)
         k = first + int(j)  # the bar decided on: returns up to its close only
-        allocation = allocate(current, book.returns[max(1, k - config.covariance_bars + 1):k + 1], config)
+        allocation = allocate(current, book.returns[max(1, k - config.covariance_bars + 1):k + 1], config, own)
         out[:, j] = allocation.positions
         weights.append(np.where(current != 0, allocation.weights, np.nan))
     return out, weights
@@ -143,7 +151,8 @@ def curves(book: Book, first: int, last: int, settings: BacktestConfig, config: 
     execution = Execution.of(settings)
     n = len(book.symbols)
     proposed = np.vstack([sized_decisions(s, first, last, settings.hold_keeps_position) for s in book.signals])
-    decided, weights = stepped(book, proposed, first, config)
+    limits = np.vstack([sized_decisions(s, first, last, settings.hold_keeps_position, "limit") for s in book.signals])
+    decided, weights = stepped(book, proposed, first, config, limits)
     portfolio = _fill_book(book, decided, first, execution)
     portfolio.weights = weights
     plain = np.vstack([decisions(s, first, last, settings.short_on_sell, settings.hold_keeps_position) for s in book.signals]) / n

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from ..models import CandleSeries, SynthesisBatch, SynthesisColumns, SynthesisRequest, TheoryResult
+from ..portfolio.step import limit_of
 from ..sizing import size_answer, sizing_for
 from ..sizing.rule import flat_rule
 from .learning import baseline_answer
@@ -58,10 +59,12 @@ def synthesize_bar(
         reason = f"{type(exc).__name__}: {exc}"
         get_logger(symbol=window.symbol).warning("no synthesizer produced a signal; position kept", bar_time=window.last_time.isoformat(), error=reason)
         return BarSignal(**base, direction=None, confidence=0.0, synthesizer="", fallback_reason=reason, attempts=0)
+    sizing = sizing_for(pipeline, request, synthesis, name)
     return BarSignal(
         **base, direction=synthesis.direction, confidence=synthesis.confidence, synthesizer=name,
         fallback_reason=fallback_reason, attempts=synthesis.attempts, usage=synthesis.usage, decided_by=synthesis.decided_by or "",
-        baseline=baseline_answer(pipeline, request, synthesis, name), position=sizing_for(pipeline, request, synthesis, name).position,
+        baseline=baseline_answer(pipeline, request, synthesis, name), position=sizing.position,
+        limit=limit_of(sizing.loss_limit, pipeline.config.sizing),
         learned_until=None if synthesis.learned_until is None else int(synthesis.learned_until.timestamp()),
     )
 
@@ -124,11 +127,12 @@ def batch_signals(
     out = []
     for i, t in enumerate(indices):
         direction, confidence = columns.direction[i], columns.confidence[i]
-        position = 0.0
+        position, limit = 0.0, settings.max_position
         if flat_rule(direction, settings) is None:  # sized from the closes the theories saw, up to t
-            position = size_answer(pipeline, history.symbol, direction, confidence, name, results[i], close[max(0, t + 1 - lookback):t + 1], granularity).position
+            sized = size_answer(pipeline, history.symbol, direction, confidence, name, results[i], close[max(0, t + 1 - lookback):t + 1], granularity)
+            position, limit = sized.position, limit_of(sized.loss_limit, settings)
         out.append(BarSignal(
             index=t, timestamp=int(stamps[t - indices[0]]), price=prices[t - indices[0]], direction=direction, confidence=confidence,
-            synthesizer=name, fallback_reason=None, theories=outcomes[i], decided_by=columns.decided_by[i] or "", position=position,
+            synthesizer=name, fallback_reason=None, theories=outcomes[i], decided_by=columns.decided_by[i] or "", position=position, limit=limit,
         ))
     return out

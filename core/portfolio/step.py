@@ -32,15 +32,19 @@ class Released:
     gross: float = 0.0
 
 
+def limit_of(loss_limit: float | None, sizing: "SizingConfig") -> float:
+    """The largest |position| a signal's sizing allows: min(max_position, its loss limit loss_budget / CVaR)
+    (`Sizing.loss_limit`; None, no risk theory: max_position). The portfolio step never goes past it."""
+    return sizing.max_position if loss_limit is None else min(sizing.max_position, loss_limit)
+
+
 def own_limit(signal: "Signal", theories: Sequence["Theory"], sizing: "SizingConfig") -> float:
-    """The largest |position| the signal's own sizing allows: min(max_position, loss_budget / CVaR), the
-    CVaR taken as its sizing took it (`tail_loss` over the signal's theory results; docs/sizing.md)."""
+    """`limit_of` a stored signal: the CVaR taken as its sizing took it (`tail_loss` over the signal's theory
+    results; docs/sizing.md)."""
     from ..sizing.rule import tail_loss
 
     cvar, _ = tail_loss(signal.theory_results, theories)
-    if cvar is not None and cvar > 0:
-        return min(sizing.max_position, sizing.loss_budget / cvar)
-    return sizing.max_position
+    return limit_of(sizing.loss_budget / cvar if cvar is not None and cvar > 0 else None, sizing)
 
 
 def adjust(

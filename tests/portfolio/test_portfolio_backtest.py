@@ -133,3 +133,85 @@ def test_signals_on_bars_another_symbol_lacks_are_dropped_and_folds_start_flat(p
     assert result.folds[0].start == result.overall.start and result.folds[-1].end == result.overall.end
     for fold in result.folds:
         assert fold.basket.turnover == pytest.approx(1.0)  # each fold buys its basket afresh
+
+
+def forward_filled(matrix: np.ndarray, start: float) -> np.ndarray:
+    out, current = np.empty_like(matrix), np.full(matrix.shape[0], start)
+    for j in range(matrix.shape[1]):
+        current = np.where(np.isfinite(matrix[:, j]), matrix[:, j], current)
+        out[:, j] = current
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_backtest_step_keeps_each_symbol_within_its_own_limit_and_the_proposed_gross(pair, seed):
+    """Random limits ≥ each proposal, loose caps: at every decision the book's |q_i| ≤ the limit in force and
+    Σ|q| ≤ Σ|p| of the proposals in force; BTC, the calmer, is lifted up to its limit, never past it."""
+    histories, signals, lasts = pair
+    rng = np.random.default_rng(seed)
+    for s in signals:
+        signals[s] = [dataclasses.replace(x, limit=min(1.0, x.position * float(rng.uniform(1.0, 1.5))) if x.position else 1.0)
+                      for x in signals[s]]
+    config = PortfolioConfig(method="min_variance", covariance_bars=200, max_symbol=1.0, max_gross=2.0)
+    book = book_of(histories, signals, lasts, list(histories))
+    proposed = np.vstack([sized_decisions(s, 100, book.last, True) for s in book.signals])
+    limits = np.vstack([sized_decisions(s, 100, book.last, True, "limit") for s in book.signals])
+    decided, _ = stepped(book, proposed, 100, config, limits)
+    at = np.flatnonzero(np.any(np.isfinite(proposed), axis=0))
+    p, lim = forward_filled(proposed, 0.0)[:, at], forward_filled(limits, 1.0)[:, at]
+    q = decided[:, at]
+    assert np.all(np.abs(q) <= lim + 1e-12) and np.all(np.abs(q).sum(axis=0) <= np.abs(p).sum(axis=0) + 1e-12)
+    assert np.all(q >= 0)  # shorting off in these signals: no negative position
+    assert np.any((q[0] > p[0] + 1e-9) & np.isclose(q[0], lim[0]))  # lifted by its weight, stopped at its limit
+    unlimited, _ = stepped(book, proposed, 100, config)  # limits of 1: the weights alone would go past them
+    assert np.any(np.abs(unlimited[:, at]) > lim + 1e-9)
+
+
+def test_backtest_signals_carry_their_sizing_limit_and_the_book_keeps_it(tmp_path):
+    """A real backtest with monte_carlo's CVaR and a binding loss budget: each BarSignal.limit is
+    min(max_position, loss_budget / CVaR) of its own bar, and no position of the book goes past it."""
+    from v7.core.backtest import run_backtest
+    from v7.core.backtest.portfolio import portfolio_result
+    from v7.core.config import validate_config
+    from v7.core.engine import Pipeline
+    from v7.core.sizing.rule import tail_loss
+    from portfolio_plugins import make_registry
+
+    registry = make_registry()
+    cfg = validate_config({
+        "engine": {"symbols": ["BTC-USD", "ETH-USD"], "lookback": 300},
+        "theories": {"enabled": ["hurst_exponent", "monte_carlo"]},
+        "synthesizer": {"use": "always_buy"},
+        "sinks": {"enabled": []},
+        "backtest": {"step": 12, "workers": 1, "feature_cache": ""},
+        "sizing": {"uncalibrated_fraction": 1.0, "target_volatility": 10.0, "max_position": 0.8, "loss_budget": 0.004},
+    }, registry)
+    from v7.core.candles import read_candles_csv
+    from helpers import REPO
+
+    csv = {s: read_candles_csv(REPO / "data" / "candles" / f"{s}.csv", s) for s in ("BTC-USD", "ETH-USD")}
+    end = int(csv["ETH-USD"].timestamp[-1])  # the same 900 hours for both (ETH's history ends first)
+    histories = {s: c.slice(0, int(np.searchsorted(c.timestamp, end, side="right"))).tail(900) for s, c in csv.items()}
+    run = run_backtest(cfg, registry, histories=histories)
+    pipeline = Pipeline.build(cfg, registry, kinds=("theory",))
+    for symbol, bars in run.signals.items():
+        buys = [b for b in bars if b.direction == "BUY"][:3]
+        assert buys
+        for bar in buys:
+            window = run.histories[symbol].slice(bar.index + 1 - 300, bar.index + 1)
+            cvar, _ = tail_loss(pipeline.analyze(window), pipeline.theories)
+            assert bar.limit == pytest.approx(min(0.8, 0.004 / cvar)) and bar.position == pytest.approx(bar.limit)
+    config = PortfolioConfig(method="min_variance", covariance_bars=200, max_symbol=1.0, max_gross=2.0)
+    symbols = list(run.signals)
+    book = book_of(run.histories, run.signals, run.lasts, symbols)
+    first = min(b.index for bars in book.signals for b in bars)
+    proposed = np.vstack([sized_decisions(s, first, book.last, True) for s in book.signals])
+    limits = np.vstack([sized_decisions(s, first, book.last, True, "limit") for s in book.signals])
+    at = np.flatnonzero(np.any(np.isfinite(proposed), axis=0))
+    in_force = forward_filled(limits, 1.0)[:, at]
+    decided, _ = stepped(book, proposed, first, config, limits)
+    assert np.all(np.abs(decided[:, at]) <= in_force + 1e-12)
+    assert np.any(np.abs(stepped(book, proposed, first, config)[0][:, at]) > in_force + 1e-9)  # without them: past the budget
+    held = curves(book, first, book.last, run.settings, config)["portfolio"].held  # what the backtest holds: the same book
+    assert np.all(np.abs(held) <= in_force.max(axis=1, keepdims=True) + 1e-12)
+    assert portfolio_result(run.histories, run.signals, run.lasts, symbols, run.settings, config).overall.portfolio.bars > 0
