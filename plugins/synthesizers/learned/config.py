@@ -16,10 +16,10 @@ class LearnedConfig(PluginConfig):
     horizon: int = Field(default=24, ge=1, le=10_000, description="bars ahead whose return the model predicts (its label)")
     target: Literal["sign", "quantile"] = Field(
         default="sign",
-        description='"sign": up = the close `horizon` bars later is above this close; "quantile": up = the forward return is '
-        "above the `target_quantile` of the training window's forward returns (drift removed)",
+        description='what the model is fitted on: "sign": the close `horizon` bars later is above this close; "quantile": the forward '
+        "return is above the `target_quantile` of the fitting rows' forward returns. Either way its score is calibrated to P(up)",
     )
-    target_quantile: float = Field(default=0.5, gt=0, lt=1, description='the quantile of `target = "quantile"`')
+    target_quantile: float = Field(default=0.5, gt=0, lt=1, description='the quantile of `target = "quantile"` (0.5: the median, drift removed)')
     model: Literal["lightgbm", "logistic"] = Field(default="lightgbm", description="LightGBM gradient boosting, or scikit-learn's logistic regression (the baseline)")
     retrain_every: int = Field(default=720, ge=1, le=1_000_000, description="bars shown between two trainings (720 hourly bars ≈ a month)")
     window: int = Field(default=0, ge=0, le=10_000_000, description="training rows: 0 = every row so far (expanding), N = the last N (rolling)")

@@ -1,5 +1,9 @@
 """One fitted model: LightGBM or a logistic regression, then a calibration map from its raw score to P(up).
 
+The fit's label is "up" (forward return > 0), or with `target = "quantile"` "above the `target_quantile`
+of the fitting rows' forward returns"; the calibration maps the score to P(up) either way, so the
+confidence and the BUY / SELL threshold mean the same for both targets.
+
 The training rows are in time order. The last `calibration_share` of them calibrate, the rest fit,
 and the fitting rows whose label window reaches into the calibration slice are purged: the
 calibration never sees a row whose outcome the fit already knew. Isotonic regression fits noise
@@ -57,8 +61,8 @@ class FittedModel:
     first_time: int
     last_time: int
     last_label_time: int
-    threshold_return: float | None  # target = "quantile": the forward return that splits up from down
-    base_rate: float  # share of "up" among the training rows
+    threshold_return: float | None  # target = "quantile": the forward return above which a fitting row's label is 1
+    base_rate: float  # share of "up" (forward return > 0) among the training rows
     importances: dict[str, float]
     booster_text: str = ""  # lightgbm: the booster as LightGBM's own text format
     coef: list[float] = field(default_factory=list)  # logistic: on standardised features
@@ -115,12 +119,13 @@ class FittedModel:
         return (filled - centre) / np.asarray(self.scale)
 
 
-def labels_of(forward: "np.ndarray", cfg: LearnedConfig) -> tuple["np.ndarray", float | None]:
-    """1 = up, 0 = down, from forward log returns; with target = "quantile", up = above the rows' quantile."""
+def labels_of(forward: "np.ndarray", cfg: LearnedConfig, fitting: "np.ndarray") -> tuple["np.ndarray", float | None]:
+    """The labels the model is fitted on, from forward log returns: 1 = up (> 0); with target = "quantile", 1 = above
+    the `target_quantile` of the fitting rows' forward returns (`fitting`: their indices), the cut computed from them only."""
     import numpy as np
 
     if cfg.target == "quantile":
-        cut = float(np.quantile(forward, cfg.target_quantile))
+        cut = float(np.quantile(forward[fitting], cfg.target_quantile))
         return (forward > cut).astype(np.float64), cut
     return (forward > 0).astype(np.float64), None
 
@@ -133,17 +138,20 @@ def fit(x: "np.ndarray", forward: "np.ndarray", times: "np.ndarray", label_times
     n = x.shape[0]
     if n < cfg.min_train:
         raise TrainingError(f"{n} labelled rows; the first model needs {cfg.min_train} (min_train)")
-    y, cut = labels_of(forward, cfg)
     calibrating = max(20, int(round(n * cfg.calibration_share)))
     start = n - calibrating
     fitting = np.nonzero(label_times[:start] < times[start])[0]  # purged: labels known before the calibration slice starts
-    if fitting.shape[0] < 20 or len(set(y[fitting].tolist())) < 2 or len(set(y[start:].tolist())) < 2:
+    y, cut = labels_of(forward, cfg, fitting)
+    # The calibration always maps the score to P(up): with target = "quantile" the fit learns to rank the rows by
+    # their chance of a return above the cut, and the confidence still means what every signal's does.
+    up = (forward > 0).astype(np.float64)
+    if fitting.shape[0] < 20 or len(set(y[fitting].tolist())) < 2 or len(set(up[start:].tolist())) < 2:
         raise TrainingError(f"the training rows hold a single class or too few rows to fit ({fitting.shape[0]}) and calibrate ({calibrating})")
     fitted = _fit_lightgbm(x[fitting], y[fitting], names, cfg, threads) if cfg.model == "lightgbm" else _fit_logistic(x[fitting], y[fitting], names, cfg)
-    fitted.calibration = _calibrate(fitted.raw(x[start:]), y[start:], cfg)
+    fitted.calibration = _calibrate(fitted.raw(x[start:]), up[start:], cfg)
     fitted.payoff_buy, fitted.payoff_sell = signal_payoffs(fitted.probability(x[start:]), forward[start:], cfg.threshold)
     fitted.trained_rows, fitted.first_time, fitted.last_time = n, int(times[0]), int(times[-1])
-    fitted.last_label_time, fitted.threshold_return, fitted.base_rate = int(label_times[-1]), cut, float(y.mean())
+    fitted.last_label_time, fitted.threshold_return, fitted.base_rate = int(label_times[-1]), cut, float(up.mean())
     return fitted
 
 

@@ -95,9 +95,9 @@ class LearnedSynthesizer(Synthesizer):
 
     def _reasoning(self, model: Any, pushes: Any, p_up: float) -> str:
         cfg: LearnedConfig = self.config
-        what = "up" if cfg.target == "sign" else f"above the training {cfg.target_quantile:g} quantile"
+        ranks = "" if cfg.target == "sign" else f" ranking returns above their {cfg.target_quantile:g} quantile ({model.threshold_return:+.4f})"
         text = (
-            f"P({what} over {cfg.horizon} bars) = {p_up:.3f} ({model.kind}, {model.calibration.method} calibration on "
+            f"P(up over {cfg.horizon} bars) = {p_up:.3f} ({model.kind}{ranks}, {model.calibration.method} calibration on "
             f"{model.calibration.rows:,} bars; trained on {model.trained_rows:,} bars to {format_utc(model.last_time)}, base rate {model.base_rate:.3f})"
         )
         if pushes is not None:
