@@ -30,7 +30,7 @@ def test_stats_of_a_real_default_run_agree_with_sql(default_run):
     data = stats_json("--config", "config.toml", cwd=default_run)
     db = sqlite3.connect(default_run / "v7.db")
     assert data["database"] == str((default_run / "v7.db").resolve())
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert data["signals"] == 6
     directions = data["directions"]
     assert sum(d["count"] for d in directions.values()) == 6

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from factory import FAST_THEORIES, write_config
 from helpers import REPO
+from v7.plugins.sinks.sqlite import SCHEMA_VERSION
 
 KILLS = 20
 CHAINS = 2  # processes writing the same database at the same time
@@ -129,7 +130,7 @@ def test_sigkill_at_random_moments_keeps_every_reported_signal(tmp_path):
     db = sqlite3.connect(db_path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     stored = {(r[0], r[1]) for r in db.execute("SELECT symbol, bar_time FROM signals WHERE run_id != 'a1b2c3d4e5f6'")}
     print(f"{len(outcomes)} kills in {time.monotonic() - started:.0f} s, {len(reported)} signals reported stored, {len(stored)} in the database")
     missing = reported - stored

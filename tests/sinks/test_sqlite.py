@@ -1,4 +1,4 @@
-"""The sqlite sink: schema v3 and its migrations from the frozen v1 and v2 schemas, one transaction per
+"""The sqlite sink: schema v4 and its migrations from the frozen v1, v2 and v3 schemas, one transaction per
 signal, idempotence, clear errors and the spool when the database is locked, full or read-only,
 and readers that read while `v7 run` writes."""
 
@@ -24,6 +24,7 @@ from v7.plugins.sinks.sqlite import SCHEMA_VERSION, SqliteConfig, SqliteReader, 
 
 FIXTURE_V1 = Path(__file__).with_name("schema_v1.sql")
 FIXTURE_V2 = Path(__file__).with_name("schema_v2.sql")
+FIXTURE_V3 = Path(__file__).with_name("schema_v3.sql")
 
 
 def open_sink(path: Path, log: LogCapture | None = None, **config) -> SqliteSink:
@@ -68,7 +69,7 @@ def test_fresh_database_has_the_current_schema(tmp_path):
     sink.close()
     db = sqlite3.connect(tmp_path / "v7.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(3,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(4,)]
     tables = shape(db)
     assert set(tables) == {"schema_version", "migrations", "runs", "signals", "theory_results"}
     signal_columns = [c[0] for c in tables["signals"][0]]
@@ -111,8 +112,8 @@ def test_v1_database_is_upgraded_in_place_with_every_row_kept(tmp_path):
     sink.close()
 
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
-    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,), (4,)]
     for table, cols in v1.items():
         after = table_rows(db, table, cols)
         if table == "runs":
@@ -141,14 +142,14 @@ def test_v2_database_is_upgraded_to_v3_with_positions_kept_and_read_back(tmp_pat
 
     log = LogCapture()
     sink = open_sink(path, log)
-    assert [fields.get("migrations") for _, event, fields in log.records if event == "sqlite schema upgraded"] == [[3]]
+    assert [fields.get("migrations") for _, event, fields in log.records if event == "sqlite schema upgraded"] == [[3, 4]]
     sized = make_signal(1).model_copy(update={"position": -0.125, "sizing": "0.5 Kelly … → -0.125"})
     assert sink.write(sized) is True
     sink.close()
 
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
-    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,), (4,)]
     for table, cols in v2.items():
         if table not in ("schema_version", "migrations"):
             assert table_rows(db, table, cols)[: len(before[table])] == before[table], table
@@ -162,6 +163,58 @@ def test_v2_database_is_upgraded_to_v3_with_positions_kept_and_read_back(tmp_pat
     stored = list(reader.signals())
     reader.close()
     assert [s.position for s in stored] == [0.0] * 4 + [-0.125] and stored[-1].sizing.endswith("-0.125") and stored[0].sizing is None
+
+
+def approx_tree(value):
+    """`value` with every float wrapped in pytest.approx, at any depth (SQL and Python may sum in another order)."""
+    if isinstance(value, dict):
+        return {k: approx_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_tree(v) for v in value]
+    return pytest.approx(value) if isinstance(value, float) else value
+
+
+def test_v3_database_gets_the_summary_indexes_with_every_row_kept_and_the_same_summary(tmp_path):
+    """v4 adds only indexes (the covering ones `summary()` reads); the figures are the same before and after."""
+    from v7 import SignalQuery
+    from v7.core.signal_summary import summarize
+
+    path = tmp_path / "v7.db"
+    db, v3, before = frozen(path, FIXTURE_V3)
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 3 and len(before["signals"]) == 6
+    db.close()
+    with SqliteReader(path) as reader:  # read without the indexes: the same SQL, sorted instead of read in order
+        old = [reader.summary(q) for q in (SignalQuery(), SignalQuery(symbol="ETH-USD"))]
+
+    log = LogCapture()
+    open_sink(path, log).close()
+    assert [fields.get("migrations") for _, event, fields in log.records if event == "sqlite schema upgraded"] == [[4]]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+    assert db.execute("SELECT version FROM migrations").fetchall() == [(2,), (3,), (4,)]
+    for table, cols in v3.items():
+        if table not in ("schema_version", "migrations", "runs"):
+            assert table_rows(db, table, cols) == before[table], table
+    indexes = {name: cols for name, _, cols in shape(db)["signals"][1]}
+    assert indexes["signals_summary"][:4] == ("symbol", "synthesizer", "direction", "created_at")
+    assert indexes["signals_sink_ms"] == ("sink_ms", "created_at")
+    assert {f"signals_{stage}_ms" for stage in ("feed", "theories", "formatters", "synthesizer")} <= set(indexes)
+    assert {name: cols for name, _, cols in shape(db)["theory_results"][1]}["theory_results_elapsed"] == (
+        "theory", "status", "elapsed_ms", "signal_id", "position")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    fresh = tmp_path / "fresh.db"
+    open_sink(fresh).close()
+    assert shape(db) == shape(sqlite3.connect(fresh))
+
+    with SqliteReader(path) as reader:
+        new = [reader.summary(q) for q in (SignalQuery(), SignalQuery(symbol="ETH-USD"))]
+        python = [summarize(reader, q) for q in (SignalQuery(), SignalQuery(symbol="ETH-USD"))]
+    figures = [{k: v for k, v in summary.items() if k not in ("schema_version", "storage")} for summary in new]
+    assert figures == [approx_tree({k: v for k, v in summary.items() if k not in ("schema_version", "storage")}) for summary in old]
+    assert new == approx_tree(python)  # what the default `summarize` gives, reading every StoredSignal in Python
+    assert new[0]["storage"]["runs"] == old[0]["storage"]["runs"] + 1  # the run that migrated it
+    assert new[0]["signals"] == 6 and new[0]["latency_ms"]["feed"]["count"] == 5 and new[0]["latency_ms"]["sink"]["max"] == 2.5
+    assert new[0]["theories"][0]["last_error"] == "ValueError: no data"
 
 
 def test_a_v2_file_reads_without_migrating(tmp_path):
@@ -191,14 +244,14 @@ def test_newer_or_foreign_databases_are_refused_clearly(tmp_path):
     newer = tmp_path / "newer.db"
     open_sink(newer).close()
     sqlite3.connect(newer, isolation_level=None).execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(3\)"):
+    with pytest.raises(SqliteSinkError, match=r"sqlite sink: .*newer\.db: database schema version 99 is newer than this V7 understands \(4\)"):
         open_sink(newer)
 
     # Found while running (another V7 upgraded the file): the signal is kept in the spool, not dropped.
     sink = open_sink(tmp_path / "later.db")
-    sqlite3.connect(tmp_path / "later.db", isolation_level=None).execute("UPDATE schema_version SET version = 4")
+    sqlite3.connect(tmp_path / "later.db", isolation_level=None).execute("UPDATE schema_version SET version = 5")
     sink._disconnect()
-    with pytest.raises(SqliteSinkError, match=r"later\.db: database schema version 4 is newer .* spooled to"):
+    with pytest.raises(SqliteSinkError, match=r"later\.db: database schema version 5 is newer .* spooled to"):
         sink.write(make_signal(0))
     assert len(sink.spool) == 1
     sink.close()

@@ -2,7 +2,7 @@
 
 Signals, runs and the spool are read through a read-only connection (WAL: it never blocks
 `v7 run` and is never blocked by it) that works on every schema version from 1 on without
-migrating. `summary()` aggregates in SQL. Only `save_backtest` writes, on a connection of its
+migrating. `summary()` aggregates in SQL, from covering indexes (`summary.py`). Only `save_backtest` writes, on a connection of its
 own that first creates or upgrades the schema, so a database a backtest made is one `v7 run`
 accepts.
 """
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from v7 import (
     MarketContext, RunRecord, SignalQuery, SignalReader, StoredBacktest, StoredSignal, TheoryResult, TokenUsage,
-    format_utc, parse_utc, quantile,
+    format_utc, parse_utc,
 )
 
 from . import schema
@@ -26,18 +27,12 @@ from .browse import BrowseQueries, backtest_from_row
 from .schema import BACKTESTS_SCHEMA, SqliteSinkError, columns, ensure_schema, open_reader
 from .spool import Spool, spool_path_for
 
-STAGES = ("feed", "theories", "formatters", "synthesizer", "sink")
-DIRECTIONS = ("BUY", "SELL", "HOLD")
 SIGNAL_FIELDS = (
     "id", "run_id", "symbol", "granularity", "bar_time", "created_at", "direction", "confidence", "price", "synthesizer",
     "fallback_reason", "attempts", "reasoning", "config_hash", "prompt_tokens", "completion_tokens", "cache_hit_tokens",
     "cache_miss_tokens", "cost", "context", "context_error", "timings",
 )
 CHUNK = 500
-
-
-def _share(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
 
 
 def _time(text: str | None) -> datetime | None:
@@ -59,6 +54,8 @@ class SqliteReader(BrowseQueries, SignalReader):
         self.timeout_s = timeout_s
         self.busy_timeout_ms = busy_timeout_ms
         self._connection: sqlite3.Connection | None = None
+        self._helper: ThreadPoolExecutor | None = None  # summary(): a big window's second half, beside the first
+        self._helper_connection: sqlite3.Connection | None = None
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -84,9 +81,13 @@ class SqliteReader(BrowseQueries, SignalReader):
                 connection.execute("ROLLBACK")
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
+        for connection in (self._connection, self._helper_connection):
+            if connection is not None:
+                connection.close()
+        self._connection = self._helper_connection = None
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -201,143 +202,27 @@ class SqliteReader(BrowseQueries, SignalReader):
 
     def summary(self, query: SignalQuery | None = None, hold_target: tuple[float, float] = (0.4, 0.7)) -> dict[str, Any]:
         """The same dict as `v7.core.signal_summary.summarize`, from one read snapshot."""
+        from .summary import summarize_sql
+
         with self.snapshot() as connection:
-            return self._summary(connection, query or SignalQuery(), hold_target)
+            return summarize_sql(connection, query or SignalQuery(), hold_target, self.waiting(), self._beside)
 
-    def _summary(self, connection: sqlite3.Connection, query: SignalQuery, hold_target: tuple[float, float]) -> dict[str, Any]:
-        where, params = self._where(query)
-        since = format_utc(query.created_since) if query.created_since is not None else None
-        signal_columns = set(columns(connection, "signals"))
-        sink_ms = "s.sink_ms" if "sink_ms" in signal_columns else "NULL"
-        stored_at = "s.stored_at" if "stored_at" in signal_columns else "NULL"
+    def _beside(self, job: Callable[[sqlite3.Connection], Any]) -> "Future[Any]":
+        """`job` on a second read-only connection, in a read transaction of its own, on this reader's helper thread."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v7-sqlite-summary")
 
-        def rows(sql: str, extra: list[Any] | None = None) -> list[Any]:
-            return connection.execute(sql, [*params, *(extra or [])]).fetchall()
+        def run() -> Any:
+            if self._helper_connection is None:
+                self._helper_connection = open_reader(self.path, self.timeout_s)
+            connection = self._helper_connection
+            connection.execute("BEGIN")
+            try:
+                return job(connection)
+            finally:
+                connection.execute("ROLLBACK")
 
-        total, first_created, last_created, first_bar, last_bar = rows(
-            f"SELECT count(*), min(created_at), max(created_at), min(bar_time), max(bar_time) FROM signals s WHERE {where}"
-        )[0]
-        by_direction = {r[0]: (r[1], r[2]) for r in rows(f"SELECT direction, count(*), avg(confidence) FROM signals s WHERE {where} GROUP BY direction")}
-        directions = {
-            d: {"count": by_direction.get(d, (0, None))[0], "share": _share(by_direction.get(d, (0, None))[0], total),
-                "mean_confidence": by_direction.get(d, (0, None))[1]}
-            for d in DIRECTIONS
-        }
-        hold_share = directions["HOLD"]["share"]
-        low, high = hold_target
-        status = "no signals" if hold_share is None else ("below" if hold_share < low else "above" if hold_share > high else "within")
-
-        symbols = []
-        for r in rows(
-            f"""SELECT symbol, count(*), sum(direction = 'BUY'), sum(direction = 'SELL'), sum(direction = 'HOLD'),
-                       avg(confidence), max(bar_time) FROM signals s WHERE {where} GROUP BY symbol ORDER BY symbol"""
-        ):
-            last = connection.execute(
-                f"SELECT direction FROM signals s WHERE {where} AND s.symbol = ? AND s.bar_time = ? ORDER BY s.id DESC LIMIT 1",
-                [*params, r[0], r[6]],
-            ).fetchone()
-            symbols.append({
-                "symbol": r[0], "signals": r[1], "BUY": r[2], "SELL": r[3], "HOLD": r[4], "hold_share": _share(r[4], r[1]),
-                "mean_confidence": r[5], "last_bar_time": r[6], "last_direction": last[0] if last else None,
-            })
-
-        synthesizers = []
-        for r in rows(
-            f"""SELECT synthesizer, count(*), sum(fallback_reason IS NOT NULL), avg(attempts) FROM signals s WHERE {where}
-                GROUP BY synthesizer ORDER BY count(*) DESC, synthesizer"""
-        ):
-            reasons = rows(
-                f"""SELECT fallback_reason, count(*) FROM signals s WHERE {where} AND synthesizer = ? AND fallback_reason IS NOT NULL
-                    GROUP BY fallback_reason ORDER BY count(*) DESC, fallback_reason LIMIT 5""",
-                [r[0]],
-            )
-            synthesizers.append({
-                "synthesizer": r[0], "signals": r[1], "share": _share(r[1], total), "fallbacks": r[2],
-                "mean_attempts": r[3], "fallback_reasons": [{"reason": x[0], "count": x[1]} for x in reasons],
-            })
-        fallbacks = sum(s["fallbacks"] for s in synthesizers)
-
-        theories = []
-        elapsed: dict[str, list[float]] = {}
-        # Streamed, not fetched at once: 100,000 signals have 500,000 results (~100 MB as rows, ~4 MB as floats).
-        for name, ms in connection.execute(
-            f"SELECT t.theory, t.elapsed_ms FROM theory_results t JOIN signals s ON s.id = t.signal_id WHERE {where} AND t.status = 'ok'",
-            params,
-        ):
-            elapsed.setdefault(name, []).append(ms)
-        for r in rows(
-            f"""SELECT t.theory, count(*), sum(t.status = 'ok'), sum(t.status = 'insufficient_data'), sum(t.status = 'error'),
-                       min(t.position) FROM theory_results t JOIN signals s ON s.id = t.signal_id WHERE {where}
-                GROUP BY t.theory ORDER BY min(t.position), t.theory"""
-        ):
-            last_error = rows(
-                f"""SELECT t.message FROM theory_results t JOIN signals s ON s.id = t.signal_id
-                    WHERE {where} AND t.theory = ? AND t.status = 'error' ORDER BY s.id DESC LIMIT 1""",
-                [r[0]],
-            )
-            ok_ms = sorted(elapsed.get(r[0], []))
-            theories.append({
-                "theory": r[0], "results": r[1], "ok": r[2], "insufficient_data": r[3], "error": r[4],
-                "error_rate": _share(r[4], r[1]), "insufficient_data_rate": _share(r[3], r[1]),
-                "p50_ms": quantile(ok_ms, 0.5), "p99_ms": quantile(ok_ms, 0.99),
-                "last_error": last_error[0][0] if last_error else None,
-            })
-
-        samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        for timings, sink in connection.execute(f"SELECT s.timings, {sink_ms} FROM signals s WHERE {where}", params):
-            for stage, value in (json.loads(timings) if timings else {}).items():
-                if stage in samples and stage != "sink" and isinstance(value, (int, float)):
-                    samples[stage].append(float(value))
-            if sink is not None:
-                samples["sink"].append(float(sink))
-        latency = {}
-        for stage, values in samples.items():
-            values.sort()
-            latency[stage] = {
-                "count": len(values), "p50": quantile(values, 0.5), "p90": quantile(values, 0.9),
-                "p99": quantile(values, 0.99), "max": values[-1] if values else None,
-            }
-
-        usage = rows(
-            f"""SELECT count(prompt_tokens), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
-                       coalesce(sum(cache_hit_tokens), 0), coalesce(sum(cache_miss_tokens), 0), coalesce(sum(cost), 0)
-                FROM signals s WHERE {where}"""
-        )[0]
-        llm = {
-            "signals_with_usage": usage[0], "prompt_tokens": usage[1], "completion_tokens": usage[2],
-            "cache_hit_tokens": usage[3], "cache_miss_tokens": usage[4],
-            "cache_hit_ratio": _share(usage[3], usage[3] + usage[4]), "cost": usage[5],
-            "cost_per_signal": _share(usage[5], usage[0]),
-        }
-
-        late = rows(
-            f"SELECT count(*) FROM signals s WHERE {where} AND {stored_at} IS NOT NULL "
-            f"AND julianday({stored_at}) - julianday(s.created_at) > 60.0 / 86400"
-        )[0][0]
-        run_where = "started_at >= ?" if since else "1 = 1"
-        run_rows = connection.execute(
-            f"SELECT count(*), sum(stopped_at IS NULL) FROM runs WHERE {run_where}", [since] if since else []
-        ).fetchone()
-
-        return {
-            "schema_version": schema.schema_version(connection),
-            "filter": {"hours": None, "symbol": query.symbol, "created_since": since},
-            "signals": total,
-            "created_at": {"first": first_created, "last": last_created},
-            "bar_time": {"first": first_bar, "last": last_bar},
-            "directions": directions,
-            "hold": {"share": hold_share, "target_min": low, "target_max": high, "status": status},
-            "symbols": symbols,
-            "synthesizers": synthesizers,
-            "fallbacks": {"signals": fallbacks, "share": _share(fallbacks, total)},
-            "theories": theories,
-            "latency_ms": latency,
-            "llm": llm,
-            "storage": {
-                "spool_waiting": self.waiting(), "stored_late": late,
-                "runs": run_rows[0] or 0, "runs_without_stop": run_rows[1] or 0,
-            },
-        }
+        return self._helper.submit(run)
 
     # -- backtest results -------------------------------------------------------------------------
 

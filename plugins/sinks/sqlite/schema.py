@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from v7 import SignalHeld, SignalSpooled, create_private, format_utc
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # version → statements that take the schema from version-1 to version, run in one transaction.
 # Never edit a released migration: add a new one. A fresh database runs them all, so a new
@@ -97,6 +97,17 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE signals ADD COLUMN position REAL NOT NULL DEFAULT 0",
         # How it was sized, in a line; NULL on rows stored before v3 (they were never sized).
         "ALTER TABLE signals ADD COLUMN sizing TEXT",
+    ],
+    4: [
+        # Covering indexes for `summary()` (v7 stats, the dashboard's overview): its aggregates read
+        # these, never the rows (summary.py). Grouped by symbol, synthesizer, direction in index order.
+        """CREATE INDEX signals_summary ON signals (symbol, synthesizer, direction, created_at, confidence, bar_time,
+    attempts, fallback_reason, prompt_tokens, completion_tokens, cache_hit_tokens, cache_miss_tokens, cost, stored_at)""",
+        # Each stage's latency in value order, so a percentile is read at its rank (the expression is summary.stage_expression).
+        *(f"CREATE INDEX signals_{stage}_ms ON signals ((CASE WHEN json_valid(timings) THEN json_extract(timings, '$.{stage}') END), created_at)"
+          for stage in ("feed", "theories", "formatters", "synthesizer")),
+        "CREATE INDEX signals_sink_ms ON signals (sink_ms, created_at)",
+        "CREATE INDEX theory_results_elapsed ON theory_results (theory, status, elapsed_ms, signal_id, position)",
     ],
 }
 
