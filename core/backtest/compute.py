@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..collector import heap_frozen
+from ..collector import freeze_alive, gc_paused, heap_frozen
 from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
@@ -104,9 +104,13 @@ def signals_for(
     `known` results are used instead of running their theory; computed ones are appended to `fresh`.
     """
     results = results_at(pipeline, history, indices, lookback, known, fresh)
-    digests = [_digests([bar[k] for bar in results], [(known or {}).get(t, {}).get(name) for t in indices])
-               for k, name in enumerate(t.name for t in pipeline.theories)]
-    outcomes = [tuple(TheoryOutcome.of(r, digests[k][i]) for k, r in enumerate(bar)) for i, bar in enumerate(results)]
+    # Made a theory at a time (a column of results and their digests), then turned into rows per bar.
+    columns = []
+    for k, name in enumerate(t.name for t in pipeline.theories):
+        column = [bar[k] for bar in results]
+        digests = _digests(column, [(known or {}).get(t, {}).get(name) for t in indices])
+        columns.append([TheoryOutcome.of(r, d) for r, d in zip(column, digests)])
+    outcomes = list(zip(*columns)) if columns else [() for _ in indices]
     return synthesize_chunk(pipeline, history, indices, lookback, results, outcomes)
 
 
@@ -220,22 +224,26 @@ def compute_signals(
     # the bars it is shown answers in this process; the workers then compute only the theories.
     in_driver = any(s is not None and (is_llm(s) or type(s).learns) for s in (pipeline.synthesizer, pipeline.fallback))
     cache = FeatureCache.open(pipeline.config, pipeline.theories, feature_cache)
-    known, digests = stored_results(cache, histories, plan, lookback) if cache else ({}, {})
+    # The histories and stored results live to the end of the backtest and hold no cycles: frozen, so no
+    # collection walks them; the results are read with collection paused and frozen before it resumes.
+    with heap_frozen():
+        with gc_paused():
+            known, digests = stored_results(cache, histories, plan, lookback) if cache else ({}, {})
+            freeze_alive()
 
-    def keep(symbol: str, fresh: Fresh) -> None:
-        if cache:
-            history = histories[symbol]
-            for t, result in fresh:
-                cache.add(symbol, int(history.timestamp[t]), digests[symbol][t], result)
+        def keep(symbol: str, fresh: Fresh) -> None:
+            if cache:
+                history = histories[symbol]
+                for t, result in fresh:
+                    cache.add(symbol, int(history.timestamp[t]), digests[symbol][t], result)
 
-    names = {t.name for t in pipeline.theories}
-    to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
-    try:
-        with heap_frozen():  # the histories and stored results live to the end: no collection walks them again
+        names = {t.name for t in pipeline.theories}
+        to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
+        try:
             return _compute(pipeline, histories, plan, workers, progress, known, keep, in_driver, to_compute, store=cache is not None)
-    finally:
-        if cache:
-            cache.flush()
+        finally:
+            if cache:
+                cache.flush()
 
 
 def _compute(

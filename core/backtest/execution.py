@@ -11,7 +11,6 @@ first + i + 1, so it holds the open of bar first + i + 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -66,13 +65,10 @@ def in_force(decided: "np.ndarray", lag: int) -> "np.ndarray":
     effective = np.full(n, np.nan)
     if lag < n:
         effective[lag:] = decided[:n - lag]
-    held = np.zeros(n)
-    current = 0.0
-    for i, value in enumerate(effective):
-        if not math.isnan(value):
-            current = value
-        held[i] = current
-    return held
+    # Carry the last decision forward: each bar takes the value of the latest decided bar up to it.
+    latest = np.where(np.isnan(effective), -1, np.arange(n))
+    np.maximum.accumulate(latest, out=latest)
+    return np.where(latest >= 0, effective[np.maximum(latest, 0)], 0.0)
 
 
 @dataclass

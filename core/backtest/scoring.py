@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -209,13 +210,9 @@ def symbol_result(
             folds.append(score(history, signals[lo:hi], fold_last, settings, theories, directional, evidence="headline"))
         fold_spread = spread(folds)
     status: dict[str, dict[str, int]] = {name: {} for name in theories}
-    synthesizers: dict[str, int] = {}
-    for s in signals:
-        for outcome in s.theories:
-            counts = status.setdefault(outcome.theory, {})
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        key = s.synthesizer or "none"
-        synthesizers[key] = synthesizers.get(key, 0) + 1
+    for (theory, state), count in Counter((o.theory, o.status) for s in signals for o in s.theories).items():  # first seen first
+        status.setdefault(theory, {})[state] = count
+    synthesizers = dict(Counter(s.synthesizer or "none" for s in signals))
     return SymbolResult(
         symbol=history.symbol, history_bars=len(history),
         first_history_bar=datetime.fromtimestamp(int(history.timestamp[0]), timezone.utc),

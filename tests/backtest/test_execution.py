@@ -84,3 +84,20 @@ def test_a_decision_on_the_last_bar_is_never_filled():
     history = candles(OPEN, CLOSE)
     s = score(history, [signal(history, 0, "HOLD"), signal(history, 5, "BUY")], 5, BacktestConfig(horizon=1))
     assert s.strategy.total_return == 0.0 and s.strategy.trades == 0 and s.strategy.exposure == 0.0
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3, 50])
+def test_the_position_in_force_carries_the_last_decision_forward(lag):
+    """`in_force`, step by step: before the first decision (lag bars late) flat, then each bar holds the
+    latest decision made up to it; NaN = no decision at that bar."""
+    from v7.core.backtest.execution import in_force
+
+    rng = np.random.default_rng(lag)
+    decided = rng.choice([np.nan, np.nan, -1.0, 0.0, 0.5, 1.0], size=40)
+    expected, current = [], 0.0
+    for i in range(40):
+        if i >= lag and not np.isnan(decided[i - lag]):
+            current = decided[i - lag]
+        expected.append(current)
+    assert in_force(decided, lag).tolist() == expected
+    assert in_force(np.full(5, np.nan), 0).tolist() == [0.0] * 5
