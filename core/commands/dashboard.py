@@ -48,14 +48,15 @@ def dashboard(ctx: Any, config_path: str | None, sink_name: str | None, db_path:
     except OSError as exc:
         opened.reader.close()
         fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}" + (" (another dashboard running? try --port)" if exc.errno == 98 else ""))
-    app, dash = _app(opened, registry, config, config_path, window, token, host)
+    app, dash = _app(opened, registry, config, config_path, window, token, host, _reader_factory(registry, config, opened, db_path))
+    server = _server(app)  # uvicorn imported and configured before the address is shown: the first request need not wait for it
     bound = listener.getsockname()[1]
     where = f"http://{host if ':' not in host else '[' + host + ']'}:{bound}/"
     click.echo(f"V7 dashboard on {where}{'?token=…' if token else ''} reading {opened.location}; Ctrl+C stops.", err=True)
     if not is_loopback(host):
         click.echo(f"Open it with ?token=<the value of {TOKEN_ENV}> once; the browser keeps it as a cookie.", err=True)
-    _serve(app, listener)
-    dash.store.close()
+    server.run(sockets=[listener])
+    dash.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -71,10 +72,33 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _app(opened: Any, registry: Any, config: Any, config_path: str | None, window: str, token: str | None, host: str) -> tuple[Any, Any]:
+def _reader_factory(registry: Any, config: Any, opened: Any, db_path: str | None) -> Any:
+    """Opens another reader of the same store, as `open_sink_reader` opened the first: one per serving thread."""
+    cls = registry.get("sink", opened.sink).cls
+    if db_path is not None:
+        return lambda: cls.reader_at(db_path)
+    sink_config = config.plugin_config("sink", opened.sink)
+    return lambda: cls(sink_config if sink_config is not None else cls.Config()).reader()
+
+
+def allowed_hosts(host: str) -> list[str] | None:
+    """Host names a loopback server answers to (DNS rebinding): the loopback names and the address it is bound to;
+    None (any) off loopback, where the token guards it."""
+    from ..dashboard.security import is_loopback
+
+    if not is_loopback(host):
+        return None
+    bound = host.strip("[]")
+    names = ["127.0.0.1", "localhost", "::1", "[::1]", bound, f"[{bound}]" if ":" in bound else bound]
+    return list(dict.fromkeys(names))
+
+
+def _app(
+    opened: Any, registry: Any, config: Any, config_path: str | None, window: str, token: str | None, host: str,
+    open_reader: Any,
+) -> tuple[Any, Any]:
     from ..dashboard.app import Dashboard, create_app
     from ..dashboard.candles import feed_candles
-    from ..dashboard.security import is_loopback
     from ..dashboard.store import Store
     from ..dashboard.views import Settings
     from .plugins import _plugin_rows
@@ -99,15 +123,14 @@ def _app(opened: Any, registry: Any, config: Any, config_path: str | None, windo
             rows.extend(_plugin_rows(config_path))
         return rows
 
-    dash = Dashboard(store=Store(opened.reader), settings=settings, candles=feed_candles(config, registry), plugin_rows=plugin_rows)
-    dash.summaries.refresh(window)  # warm: the first overview need not wait for the aggregates
-    dash.summaries.refresh("today")
-    hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if is_loopback(host) else None
-    return create_app(dash, token=token, allowed_hosts=hosts), dash
+    store = Store(open_reader, first=opened.reader)
+    dash = Dashboard(store=store, settings=settings, candles=feed_candles(config, registry), plugin_rows=plugin_rows)
+    return create_app(dash, token=token, allowed_hosts=allowed_hosts(host)), dash
 
 
-def _serve(app: Any, listener: socket.socket) -> None:
+def _server(app: Any) -> Any:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off"))
-    server.run(sockets=[listener])
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
+    config.load()  # the app, the HTTP and event-loop implementations, imported now
+    return uvicorn.Server(config)

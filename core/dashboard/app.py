@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +27,16 @@ class Dashboard:
     plugin_rows: Callable[[], list[dict[str, Any]]] = lambda: []
     templates: Any = None
     summaries: SummaryCache = field(init=False)
+    workers: ThreadPoolExecutor = field(init=False)
+    """Where a request runs a query beside its own (each worker thread reads with its own reader)."""
 
     def __post_init__(self) -> None:
-        self.summaries = SummaryCache(self.store, self.settings.hold_target, self.settings.summary_max_age_s)
+        self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="v7-dashboard")
+        self.summaries = SummaryCache(self.store, self.settings.hold_target, self.settings.summary_max_age_s, self.workers)
+
+    def close(self) -> None:
+        self.workers.shutdown(wait=True)
+        self.store.close()
 
 
 def templates() -> Any:
@@ -63,6 +71,8 @@ def create_app(dash: Dashboard, token: str | None = None, allowed_hosts: list[st
     from .routes import router
 
     dash.templates = dash.templates or templates()
+    for name in ("overview.html", "symbol.html", "backtests.html", "plugins.html", "error.html"):
+        dash.templates.get_template(name)  # compiled now, not in the first request
     app = FastAPI(title="V7 dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dash = dash
     app.include_router(router)

@@ -76,7 +76,9 @@ def _presented(scope: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 class Guard:
-    """ASGI middleware: refuses every method but GET/HEAD, checks the token, adds the security headers."""
+    """ASGI middleware: refuses every method but GET/HEAD, checks the token, adds the security headers.
+
+    HEAD is answered as GET without the body (the routes are GET routes), so what `allow` says holds."""
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app, self.token = app, token
@@ -95,16 +97,28 @@ class Guard:
                 await _plain(send, 401, f"a token is required: open the dashboard with ?token=… (the value of {TOKEN_ENV})")
                 return
             set_cookie = from_query
+        head = scope["method"] == "HEAD"
+        if head and scope.get("path", "").startswith("/events"):  # a stream has no end to wait for: its headers only
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *HEADERS]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        ended = False
 
         async def send_with_headers(message: dict[str, Any]) -> None:
+            nonlocal ended
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", [])) + HEADERS
                 if set_cookie:
                     headers.append((b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()))
                 message = {**message, "headers": headers}
+            elif head and message["type"] == "http.response.body":
+                if ended:
+                    return
+                ended, message = True, {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app({**scope, "method": "GET"} if head else scope, receive, send_with_headers)
 
 
 async def _plain(send: Any, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

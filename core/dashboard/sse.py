@@ -1,7 +1,7 @@
 """New signals as Server-Sent Events: the page's rows arrive as escaped HTML, swapped in by htmx's
 sse extension, with the values the charts need in `data-` attributes.
 
-The stream polls the reader's `page(after_id=…)` (the primary key: microseconds) every `poll_s`,
+The stream polls the reader's `page(after_id=…)` (the primary key: ids 1, 2, … in the order stored) every `poll_s`,
 so a signal `v7 run` commits appears within about a second; a reconnecting browser sends
 `Last-Event-ID` and misses nothing.
 """

@@ -1,15 +1,23 @@
-"""The dashboard's access to the store: one reader under a lock, and `summary()` cached per window.
+"""The dashboard's access to the store: a reader per thread, and `summary()` kept per window while it holds.
 
-`SignalReader.summary()` aggregates in SQL, but over 100,000 signals it still takes seconds: the
-overview serves the last computed summary of its window and a background thread recomputes it
-when new signals arrived, so a page answers in milliseconds whatever the store holds and its
-figures are at most a refresh old (the page says when they were computed).
+A reader is not made for concurrent use, so each thread that serves requests opens its own (for
+SQLite: its own read-only connection; in WAL mode readers never wait for each other or for
+`v7 run`). No lock is held around a query: a slow one delays only its own request.
+
+`summary()` aggregates where the data lives (SQL over covering indexes for the sqlite sink), so a
+window is computed when it is asked for, in the request. Its figures are kept while they cannot
+have changed (the same newest signal, the same window start to the second) and, while a run
+writes, served for at most `max_age_s` (1 s) after they were computed while a worker computes them
+again: so requests do not queue behind a summary per stored signal, and no figures older than
+that are ever shown. A window viewed earlier is computed again on its next view; a bounded
+window moves on with the clock when no run writes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -26,19 +34,49 @@ WINDOWS: dict[str, float | None] = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 
 
 
 class Store:
-    """A reader shared by every request, used under a lock (a reader is not made for concurrent use)."""
+    """Readers opened by `source()`, one per thread on its first read; `first` serves the thread that made the store.
 
-    def __init__(self, reader: "SignalReader") -> None:
-        self.reader = reader
-        self.lock = threading.Lock()
+    Given a reader instead of a way to open one, every thread shares it, one read at a time."""
+
+    def __init__(self, source: "Callable[[], SignalReader] | SignalReader", first: "SignalReader | None" = None) -> None:
+        from ..reading import SignalReader
+
+        self._shared: SignalReader | None = source if isinstance(source, SignalReader) else None
+        self.open_reader = (lambda: source) if isinstance(source, SignalReader) else source
+        self._one_at_a_time = threading.Lock()
+        self._local = threading.local()
+        self._readers: list["SignalReader"] = []
+        self._registry = threading.Lock()  # guards the list of readers only, never a query
+        if first is not None or self._shared is not None:
+            self._keep(first or self._shared)  # type: ignore[arg-type]
+
+    def _keep(self, reader: "SignalReader") -> "SignalReader":
+        self._local.reader = reader
+        with self._registry:
+            self._readers.append(reader)
+        return reader
+
+    def reader(self) -> "SignalReader":
+        """This thread's reader."""
+        reader = getattr(self._local, "reader", None)
+        return reader if reader is not None else self._keep(self.open_reader())
 
     def read(self, job: Callable[["SignalReader"], T]) -> T:
-        with self.lock:
-            return job(self.reader)
+        if self._shared is not None:
+            with self._one_at_a_time:
+                return job(self._shared)
+        return job(self.reader())
+
+    @property
+    def open_readers(self) -> int:
+        return len(self._readers)
 
     def close(self) -> None:
-        with self.lock:
-            self.reader.close()
+        with self._registry:
+            readers, self._readers = self._readers, []
+        for reader in {id(r): r for r in readers}.values():
+            reader.close()
+        self._local = threading.local()
 
 
 def window_query(window: str, now: datetime | None = None) -> "SignalQuery":
@@ -53,61 +91,51 @@ def window_query(window: str, now: datetime | None = None) -> "SignalQuery":
 
 
 class SummaryCache:
-    """`summary()` per window, recomputed in the background once new signals arrived and the last one
-    is older than `max_age_s`; the first request of a window computes it while the caller waits."""
+    """`summary()` per window: reused while the newest stored signal and the window's start are the same,
+    or for `max_age_s` after it was computed while `workers` compute it again; else computed by the request."""
 
-    def __init__(self, store: Store, hold_target: tuple[float, float], max_age_s: float = 5.0) -> None:
-        self.store, self.hold_target, self.max_age_s = store, hold_target, max_age_s
-        self._entries: dict[str, tuple[dict[str, Any], float, int | None]] = {}  # window → (summary, computed at, newest id)
+    def __init__(self, store: Store, hold_target: tuple[float, float], max_age_s: float = 1.0, workers: Executor | None = None) -> None:
+        self.store, self.hold_target, self.max_age_s, self.workers = store, hold_target, max_age_s, workers
+        self._entries: dict[str, tuple[tuple[Any, ...], dict[str, Any], float]] = {}  # window → (key, summary, computed at)
         self._refreshing: set[str] = set()
-        self._gate = threading.Condition()
+        self._guard = threading.Lock()  # the dict and the set only, never a query
 
     def newest_id(self) -> int | None:
         newest = self.store.read(lambda reader: reader.page(limit=1))
         return newest[0].id if newest else None
 
-    def _compute(self, window: str) -> dict[str, Any]:
-        newest = self.newest_id()
+    def get(self, window: str, now: datetime | None = None) -> dict[str, Any]:
+        query = window_query(window, now)
+        key = (self.newest_id(), query.created_since)
+        with self._guard:
+            kept = self._entries.get(window)
+            fresh_enough = kept is not None and time.monotonic() - kept[2] <= self.max_age_s and self.workers is not None
+            refresh = fresh_enough and kept is not None and kept[0] != key and window not in self._refreshing
+            if refresh:
+                self._refreshing.add(window)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if fresh_enough and kept is not None:
+            if refresh and self.workers is not None:
+                self.workers.submit(self._refresh, window, query, key)
+            return kept[1]
+        return self._compute(window, query, key)
+
+    def _compute(self, window: str, query: "SignalQuery", key: tuple[Any, ...]) -> dict[str, Any]:
         started = time.perf_counter()
-        data = self.store.read(lambda reader: reader.summary(window_query(window), self.hold_target))
-        elapsed = time.perf_counter() - started
+        data = self.store.read(lambda reader: reader.summary(query, self.hold_target))
         data["computed_at"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        data["computed_ms"] = round(elapsed * 1000, 1)
-        with self._gate:
-            self._entries[window] = (data, time.monotonic(), newest)
-            self._gate.notify_all()
+        data["computed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        with self._guard:
+            self._entries[window] = (key, data, time.monotonic() - (time.perf_counter() - started))
         log.debug("dashboard summary computed", window=window, signals=data.get("signals"), ms=data["computed_ms"])
         return data
 
-    def get(self, window: str) -> dict[str, Any]:
-        with self._gate:
-            # The warm-up (or another request) is computing it already: wait for that, do not compute twice.
-            self._gate.wait_for(lambda: window in self._entries or window not in self._refreshing, timeout=120)
-            entry = self._entries.get(window)
-        if entry is None:
-            return self._compute(window)
-        data, at, newest = entry
-        age = time.monotonic() - at
-        # New signals change every window; time alone moves signals out of a bounded one, so a minute is enough there.
-        if age > self.max_age_s and (self.newest_id() != newest or (window != "all" and age > 60)):
-            self.refresh(window)
-        return data
-
-    def refresh(self, window: str) -> None:
-        """Recompute `window` in a background thread (one at a time per window)."""
-        with self._gate:
-            if window in self._refreshing:
-                return
-            self._refreshing.add(window)
-
-        def work() -> None:
-            try:
-                self._compute(window)
-            except Exception as exc:  # the old figures stay; the next request tries again
-                log.warning("dashboard summary failed", window=window, error=f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._gate:
-                    self._refreshing.discard(window)
-                    self._gate.notify_all()
-
-        threading.Thread(target=work, name=f"v7-dashboard-summary-{window}", daemon=True).start()
+    def _refresh(self, window: str, query: "SignalQuery", key: tuple[Any, ...]) -> None:
+        try:
+            self._compute(window, query, key)
+        except Exception as exc:  # the kept figures age out; the next request computes them itself
+            log.warning("dashboard summary failed", window=window, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._guard:
+                self._refreshing.discard(window)

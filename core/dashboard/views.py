@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .store import WINDOWS, window_query
+from .store import WINDOWS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..reading import RunRecord, StoredSignal
@@ -33,7 +33,7 @@ class Settings(BaseModel):
     daily_token_budget: int | None = None
     daily_cost_budget: float | None = None
     poll_s: float = Field(default=1.0, gt=0, description="how often the event stream looks for new signals")
-    summary_max_age_s: float = Field(default=5.0, ge=0)
+    summary_max_age_s: float = Field(default=1.0, ge=0, description="while signals arrive, figures this old are shown while new ones are computed")
     default_window: str = "24h"
 
 
@@ -68,15 +68,17 @@ def budget_left(settings: Settings, today: dict[str, Any]) -> dict[str, Any]:
 def overview(dash: "Dashboard", window: str) -> dict[str, Any]:
     if window not in WINDOWS:
         window = dash.settings.default_window
-    summary = dash.summaries.get(window)
-    today = dash.summaries.get("today")
     now = datetime.now(timezone.utc)
+    # The window's figures on a worker thread (its own reader), today's and the rest meanwhile on this one.
+    figures = dash.workers.submit(dash.summaries.get, window, now)
+    today = dash.summaries.get("today", now)
     since = now - timedelta(seconds=dash.settings.stale_after_s)
 
     def read(reader: Any) -> tuple[Any, ...]:
         return reader.latest_per_symbol(), reader.page(limit=20), reader.runs(), reader.active_runs(since), reader.waiting()
 
     latest, recent, runs, active, waiting = dash.store.read(read)
+    summary = figures.result()
     return {
         "window": window, "windows": list(WINDOWS), "summary": summary, "latest": latest, "recent": recent,
         "runs": run_statuses(runs, active, now, dash.settings.stale_after_s)[:10], "budget": budget_left(dash.settings, today),

@@ -110,8 +110,9 @@ def app_over(db: Path, token: str | None = None, plugin_rows=None, candles=None,
     from v7.core.dashboard.views import Settings
 
     reader = SqliteSink(SqliteConfig(path=db)).reader()
-    dash = Dashboard(
-        store=Store(reader), settings=Settings(location=reader.location, sink="sqlite", **settings),
+    dash = Dashboard(  # a reader per serving thread, as `v7 dashboard` opens them
+        store=Store(lambda: SqliteSink(SqliteConfig(path=db)).reader(), first=reader),
+        settings=Settings(location=reader.location, sink="sqlite", **settings),
         candles=candles, plugin_rows=plugin_rows or (lambda: []),
     )
     return create_app(dash, token=token), dash

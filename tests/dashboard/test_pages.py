@@ -108,7 +108,7 @@ def test_symbol_series_has_markers_for_buy_and_sell_only_and_each_theory_over_ti
 
 def test_candles_come_from_the_configured_feed_when_it_replays_offline(tmp_path, db):
     from dash_setup import write_config
-    from v7.core.commands.dashboard import _app
+    from v7.core.commands.dashboard import _app, _reader_factory
     from v7.core.commands.common import Context, load
     from v7.core.commands.stats import open_sink_reader
 
@@ -116,7 +116,7 @@ def test_candles_come_from_the_configured_feed_when_it_replays_offline(tmp_path,
     ctx = Context()
     opened = open_sink_reader(ctx, config_path, None, None)
     registry, config = load(ctx, config_path)
-    app, dash = _app(opened, registry, config, config_path, "24h", None, "127.0.0.1")
+    app, dash = _app(opened, registry, config, config_path, "24h", None, "127.0.0.1", _reader_factory(registry, config, opened, None))
     with TestClient(app, base_url="http://127.0.0.1:8050") as client:
         data = client.get("/api/symbol/BTC-USD/series").json()
         assert data["price_source"] == "feed history (OHLC)"
@@ -165,6 +165,18 @@ def test_only_get_is_allowed_and_responses_forbid_inline_scripts(client):
     assert client.get("/static/lightweight-charts/lightweight-charts.standalone.production.js").status_code == 200
 
 
+def test_head_answers_as_get_without_the_body_as_allow_says(client):
+    for path in ("/", "/?window=all", "/symbol/BTC-USD", "/api/overview", "/static/app.css", "/healthz", "/events"):
+        head, get = client.head(path), (client.get(path) if path != "/events" else None)
+        assert head.status_code == 200 and head.content == b"", path
+        assert "script-src 'self'" in head.headers["content-security-policy"], path
+        if get is not None:
+            assert head.headers["content-type"] == get.headers["content-type"], path
+    assert client.head("/events").headers["content-type"] == "text/event-stream"
+    assert client.head("/symbol/BTC-USD").headers["content-length"] == client.get("/symbol/BTC-USD").headers["content-length"]
+    assert client.head("/no/such/page").status_code == 404
+
+
 def test_a_token_is_required_of_every_request_when_set(db):
     token = "s3cret-token-0123456789"
     app, _ = app_over(db, token=token)
@@ -186,17 +198,79 @@ def test_an_unreadable_store_answers_503_with_the_reason(tmp_path):
         assert client.get("/api/overview").json()["error"].startswith("no database at")
 
 
-def test_the_summary_is_cached_and_refreshed_in_the_background_when_signals_arrive(db):
-    import time
+def test_a_window_is_kept_only_while_nothing_in_it_can_have_changed(db):
+    """The same newest signal and window start: the kept figures; a new signal or a later start: computed again."""
+    from datetime import datetime, timedelta, timezone
 
-    app, dash = app_over(db, summary_max_age_s=0)
-    first = dash.summaries.get("all")
-    assert first["signals"] == 26
+    _, dash = app_over(db, summary_max_age_s=0)
+    now = datetime.now(timezone.utc)
+    first = dash.summaries.get("all", now)
+    assert first["signals"] == 26 and dash.summaries.get("all", now) is first
+    assert dash.summaries.get("1h", now)["signals"] == 26
     write(db, sample(2, start=40, run_id="run2"), run_id="run2")
-    deadline = time.monotonic() + 60
-    while dash.summaries.get("all")["signals"] != 28 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # A window viewed before is never served stale: its next view has the new signals.
+    assert dash.summaries.get("all", now)["signals"] == 28 and dash.summaries.get("1h", now)["signals"] == 28
+    # No run writes, yet a bounded window moves on with the clock: two hours later the hour holds nothing.
+    later = dash.summaries.get("1h", now + timedelta(hours=2))
+    assert later["signals"] == 0 and later["filter"]["created_since"] > first["created_at"]["last"]
+    assert dash.summaries.get("all", now + timedelta(hours=2))["signals"] == 28
+    dash.store.close()
+
+
+def test_while_signals_arrive_figures_at_most_max_age_old_are_shown_while_a_worker_computes_new_ones(db):
+    import threading
+
+    from v7.core.dashboard.store import SummaryCache
+
+    _, dash = app_over(db, summary_max_age_s=3600)
+    first = dash.summaries.get("all")
+    write(db, sample(2, start=40, run_id="run2"), run_id="run2")
+    computed = threading.Event()
+    original = dash.summaries._compute
+    dash.summaries._compute = lambda *args: (original(*args), computed.set())[0]
+    assert dash.summaries.get("all") is first  # young enough: shown at once, and computed again meanwhile
+    assert computed.wait(60)
     assert dash.summaries.get("all")["signals"] == 28
+    # Older than max_age_s (here 0), figures are never shown: the request computes them.
+    exact = SummaryCache(dash.store, (0.4, 0.7), max_age_s=0, workers=dash.workers)
+    assert exact.get("all")["signals"] == 28
+    write(db, sample(1, start=50, run_id="run3"), run_id="run3")
+    assert exact.get("all")["signals"] == 29
+    dash.close()
+
+
+def test_each_thread_reads_with_its_own_reader_and_a_long_query_holds_no_one_back(db):
+    """A summary that takes long (here: until released) does not stop another request's read."""
+    import threading
+
+    from v7.core.dashboard.store import Store, SummaryCache
+    from v7.plugins.sinks.sqlite import SqliteConfig, SqliteReader, SqliteSink
+
+    release, started = threading.Event(), threading.Event()
+
+    class Slow(SqliteReader):
+        def summary(self, query=None, hold_target=(0.4, 0.7)):
+            started.set()
+            assert release.wait(60)
+            return super().summary(query, hold_target)
+
+    store = Store(lambda: Slow(db))
+    summaries = SummaryCache(store, (0.4, 0.7))
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(summaries.get("all")["signals"]))
+    worker.start()
+    assert started.wait(60)
+    # While that summary runs, this thread reads on its own reader (a lock around the summary would hang here).
+    assert [s.id for s in store.read(lambda reader: reader.page(limit=2))] == [26, 25]
+    assert not done and store.open_readers == 2
+    release.set()
+    worker.join(60)
+    assert done == [26]
+    store.close()
+    assert store.open_readers == 0
+    shared = Store(SqliteSink(SqliteConfig(path=db)).reader())  # a reader given as such is shared, one read at a time
+    assert shared.read(lambda reader: reader.page(limit=1))[0].id == 26 and shared.open_readers == 1
+    shared.close()
 
 
 def test_the_position_is_shown_in_the_signal_tables_and_the_detail(client):
