@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextmanager
@@ -26,20 +26,16 @@ def gc_paused() -> Iterator[None]:
 
 
 @contextmanager
-def heap_frozen() -> Iterator[None]:
+def heap_frozen() -> Iterator[Callable[[], None]]:
     """Everything alive now is left out of collections inside the block (`gc.freeze`), then put back.
+
+    Yields `freeze`, which leaves out what the block made so far too (put back with the rest at the
+    end). Does not nest: an inner block's end would put back the outer block's objects early.
 
     Also what forked workers want: their collections never touch, and so never copy, the pages of
     the objects they inherited."""
     gc.freeze()
     try:
-        yield
+        yield gc.freeze
     finally:
         gc.unfreeze()
-
-
-def freeze_alive() -> None:
-    """Leave everything alive now out of later collections too (inside `heap_frozen`, which puts it all back
-    at its end): for what a block made with collection paused and keeps to the end."""
-    gc.freeze()
-

@@ -280,7 +280,7 @@ class Pipeline:
         return [self.store(signal, {p: a[i] for p, a in answered.items()}, together) for i, signal in enumerate(signals)]
 
     def store(self, signal: Signal, answered: dict[int, bool] | None = None, batch_ms: float = 0.0) -> Delivery:
-        """Hand a signal to every sink; one failing sink never stops the others.
+        """Hand a signal to the stores, then to the sinks that only forward; one failing sink never stops the others.
 
         `answered` = what sinks (by position) already answered for it in a batch (`store_many`), which took `batch_ms`."""
         log = get_logger(symbol=signal.symbol, run_id=self.run_id)
@@ -289,12 +289,12 @@ class Pipeline:
         spooled: list[str] = []
         answered = answered or {}
         mark = time.perf_counter()
-        # The stores first, then the sinks that only forward (notifications): a signal every store already
-        # had (a re-run, a restarted live run) is not forwarded again.
+        # Stores first, then sinks that only forward: a signal every store already had (a re-run) is not forwarded again.
+        stores = sum(sink.stores for sink in self.sinks)
         for position, sink in sorted(enumerate(self.sinks), key=lambda item: not item[1].stores):
             try:
                 if not sink.stores:  # forwards only: its answer counts nothing
-                    if already and not (stored or spooled or held):
+                    if already and already == stores:
                         log.debug("signal already stored; not forwarded again", plugin=sink.name, bar_time=signal.bar_time.isoformat())
                     else:
                         sink.write(signal)
@@ -318,7 +318,7 @@ class Pipeline:
         signal.timings_ms["sink"] = round(batch_ms + (time.perf_counter() - mark) * 1000, 3)
         self.problems.synthesized(signal)
         self.problems.deliver()
-        return Delivery(stored, already, len(spooled), tuple(held), sum(sink.stores for sink in self.sinks), tuple(spooled))
+        return Delivery(stored, already, len(spooled), tuple(held), stores, tuple(spooled))
 
     def last_resort(self, signal: Signal, reason: str) -> None:
         """A signal in no store and no spool: its JSON on stdout (one line), the only copy left."""

@@ -308,7 +308,8 @@ class SynthesisBatch(BaseModel):
 
     Bar i is `ends[i]`, an index into `history`: its theory results are `results[i]` (config order),
     its candles `history.slice(max(0, ends[i] + 1 - lookback), ends[i] + 1)`, as in the request
-    `request(i)` makes. `history` ends at the last bar: nothing after it can be read."""
+    `request(i)` makes. `history` ends at the chunk's last bar: bar i must be answered from the
+    candles up to `ends[i]` only, never the later ones it could reach."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
@@ -334,7 +335,8 @@ class SynthesisBatch(BaseModel):
 
 
 class SynthesisColumns(BaseModel):
-    """The answers to a `SynthesisBatch`, one list per field of `Synthesis`, in bar order."""
+    """The answers to a `SynthesisBatch`, in bar order: a list per field of `Synthesis` that an offline
+    rule states (no attempts, token usage or training range: a synthesizer with those answers bar by bar)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -342,13 +344,14 @@ class SynthesisColumns(BaseModel):
     confidence: list[Annotated[float, Field(ge=0.0, le=1.0)]]
     decided_by: list[str | None]
     reasoning: list[str] = Field(default_factory=list, description="empty when the batch asked for no reasoning")
+    payoff: list[Annotated[float, Field(gt=0)] | None] = Field(default_factory=list, description="each answer's `Synthesis.payoff`; empty: none states one")
 
     @model_validator(mode="after")
     def _same_lengths(self) -> "SynthesisColumns":
-        lengths = {len(self.direction), len(self.confidence), len(self.decided_by)} | ({len(self.reasoning)} if self.reasoning else set())
-        if len(lengths) > 1:
+        optional = {len(column) for column in (self.reasoning, self.payoff) if column}
+        if len({len(self.direction), len(self.confidence), len(self.decided_by)} | optional) > 1:
             raise ValueError(f"columns of different lengths: direction {len(self.direction)}, confidence {len(self.confidence)}, "
-                             f"decided_by {len(self.decided_by)}, reasoning {len(self.reasoning)}")
+                             f"decided_by {len(self.decided_by)}, reasoning {len(self.reasoning)}, payoff {len(self.payoff)}")
         return self
 
     @classmethod
@@ -357,12 +360,13 @@ class SynthesisColumns(BaseModel):
         return cls(
             direction=[a.direction for a in answers], confidence=[a.confidence for a in answers],
             decided_by=[a.decided_by for a in answers], reasoning=[a.reasoning for a in answers],
+            payoff=[a.payoff for a in answers] if any(a.payoff is not None for a in answers) else [],
         )
 
     def answer(self, i: int) -> "Synthesis":
         return Synthesis(
             direction=self.direction[i], confidence=self.confidence[i], decided_by=self.decided_by[i],
-            reasoning=self.reasoning[i] if self.reasoning else "",
+            reasoning=self.reasoning[i] if self.reasoning else "", payoff=self.payoff[i] if self.payoff else None,
         )
 
 

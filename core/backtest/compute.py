@@ -2,8 +2,10 @@
 
 For every signal bar t the enabled theories get the last `lookback` candles up to and including t
 (`history.slice(t + 1 - lookback, t + 1)`), then the prompt formatters and the synthesizer run
-as in `v7 run` (`Pipeline.decide`). Nothing after t is ever handed to a plugin. Market-context
-feeds are not consulted: they describe today's market, which would be lookahead for a past bar.
+as in `v7 run` (`Pipeline.decide`). Nothing after t is handed to a plugin for bar t (a batch path,
+of a theory or of the synthesizer, gets the candles up to its chunk's last bar and must answer each
+bar from the candles up to it). Market-context feeds are not consulted: they describe today's
+market, which would be lookahead for a past bar.
 
 Bars are independent (each signal is a function of the candles up to its bar only), so chunks of
 bars go to a pool of forked worker processes, each with its own pipeline.
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..collector import freeze_alive, gc_paused, heap_frozen
+from ..collector import gc_paused, heap_frozen
 from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
@@ -226,10 +228,10 @@ def compute_signals(
     cache = FeatureCache.open(pipeline.config, pipeline.theories, feature_cache)
     # The histories and stored results live to the end of the backtest and hold no cycles: frozen, so no
     # collection walks them; the results are read with collection paused and frozen before it resumes.
-    with heap_frozen():
+    with heap_frozen() as freeze:
         with gc_paused():
             known, digests = stored_results(cache, histories, plan, lookback) if cache else ({}, {})
-            freeze_alive()
+            freeze()
 
         def keep(symbol: str, fresh: Fresh) -> None:
             if cache:

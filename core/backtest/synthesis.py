@@ -129,7 +129,10 @@ def batch_signals(
         direction, confidence = columns.direction[i], columns.confidence[i]
         position, limit = 0.0, settings.max_position
         if flat_rule(direction, settings) is None:  # sized from the closes the theories saw, up to t
-            sized = size_answer(pipeline, history.symbol, direction, confidence, name, results[i], close[max(0, t + 1 - lookback):t + 1], granularity)
+            sized = size_answer(
+                pipeline, history.symbol, direction, confidence, name, results[i], close[max(0, t + 1 - lookback):t + 1], granularity,
+                columns.payoff[i] if columns.payoff else None,
+            )
             position, limit = sized.position, limit_of(sized.loss_limit, settings)
         out.append(BarSignal(
             index=t, timestamp=int(stamps[t - indices[0]]), price=prices[t - indices[0]], direction=direction, confidence=confidence,

@@ -129,7 +129,15 @@ class ConsensusSynthesizer(Synthesizer):
 
     def synthesize_batch(self, batch: SynthesisBatch) -> SynthesisColumns:
         """The rule of `synthesize` over a chunk's arrays, equal to the bit (every operation is the
-        same IEEE one, elementwise). Bars whose theories differ in order go through `synthesize`."""
+        same IEEE one, elementwise). Bars whose theories differ in order go through `synthesize`.
+        Floating-point warnings are silenced: an overflow gives NaN confidences, which V7 refuses, and
+        the chunk then goes bar by bar."""
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            return self._columns(batch)
+
+    def _columns(self, batch: SynthesisBatch) -> SynthesisColumns:
         import numpy as np
 
         cfg: ConsensusConfig = self.config
@@ -173,9 +181,10 @@ class ConsensusSynthesizer(Synthesizer):
 
         buy = score >= cfg.buy_threshold
         sell = ~buy & (score <= -cfg.sell_threshold)
-        veto, var, risk_confidence = nowhere, np.full(n, np.nan), np.zeros(n)
+        veto, var, has_var, risk_confidence = nowhere, np.full(n, np.nan), nowhere, np.zeros(n)
         if cfg.risk_theory in columns:
             var = floats(cfg.risk_theory, lambda r: r.metrics.get("var", np.nan))
+            has_var = np.array(["var" in r.metrics for r in columns[cfg.risk_theory]], dtype=bool)
             labelled = np.array([r.label in cfg.veto_labels for r in columns[cfg.risk_theory]], dtype=bool)
             too_risky = var > cfg.max_var if cfg.max_var is not None else nowhere
             veto = ok[cfg.risk_theory] & (buy | sell) & ~undirected & (labelled | too_risky)
@@ -183,8 +192,7 @@ class ConsensusSynthesizer(Synthesizer):
 
         trade = np.minimum(1.0, np.abs(score)) * trust
         threshold = np.where(score >= 0, cfg.buy_threshold, cfg.sell_threshold)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hold = np.where(threshold > 0, (1.0 - np.minimum(1.0, np.abs(score) / threshold)) * trust, 0.0)
+        hold = np.where(threshold > 0, (1.0 - np.minimum(1.0, np.abs(score) / threshold)) * trust, 0.0)
         confidence = np.where(undirected, 0.0, np.where(veto, risk_confidence, np.where(buy | sell, trade, hold)))
 
         # Each bar's case, in the order the rule decides: 0 no directional theory, 1 vetoed, 2 BUY, 3 SELL, 4 the band.
@@ -205,7 +213,7 @@ class ConsensusSynthesizer(Synthesizer):
                 if shrinks[i]:
                     notes.append(f"entropy {entropy[i]:.3f} scales confidence ×{trust[i]:.2f}")
                 if veto[i]:
-                    shown = f"VaR {var[i]:.2%}" if not np.isnan(var[i]) else "VaR n/a"
+                    shown = f"VaR {var[i]:.2%}" if has_var[i] else "VaR n/a"
                     notes.append(f"{'BUY' if buy[i] else 'SELL'} vetoed by {risk_labels[i]} risk ({shown})")
                 failed = [r.theory for r in row if not r.ok]
                 if failed:

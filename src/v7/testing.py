@@ -178,8 +178,8 @@ def assert_batch_matches(theory: "Theory", history: "CandleSeries", ends: Iterab
 
 def assert_synthesis_batch_matches(synthesizer: "Synthesizer", batch: "SynthesisBatch") -> int:
     """Assert that `synthesizer.synthesize_batch(batch)` answers, at every bar, exactly what
-    `synthesize(batch.request(i))` answers: direction, confidence, rule and (when the batch asks for
-    it) reasoning. Returns how many bars were compared."""
+    `synthesize(batch.request(i))` answers: direction, confidence (to the bit, sign of zero
+    included), rule, payoff and (when the batch asks for it) reasoning. Returns how many bars were compared."""
     from v7.core.models import SynthesisColumns
 
     columns = SynthesisColumns.model_validate(synthesizer.synthesize_batch(batch).model_dump())
@@ -187,8 +187,10 @@ def assert_synthesis_batch_matches(synthesizer: "Synthesizer", batch: "Synthesis
     for i in range(len(batch)):
         slow, where = synthesizer.synthesize(batch.request(i)), f"{synthesizer.name} at bar {batch.ends[i]}"
         assert columns.direction[i] == slow.direction, f"{where}: direction {columns.direction[i]!r} vs {slow.direction!r}"
-        assert columns.confidence[i] == slow.confidence, f"{where}: confidence {columns.confidence[i]!r} vs {slow.confidence!r}"
+        assert float(columns.confidence[i]).hex() == float(slow.confidence).hex(), f"{where}: confidence {columns.confidence[i]!r} vs {slow.confidence!r}"
         assert columns.decided_by[i] == slow.decided_by, f"{where}: decided_by {columns.decided_by[i]!r} vs {slow.decided_by!r}"
         if batch.reasoning:
             assert columns.reasoning[i] == slow.reasoning, f"{where}: reasoning {columns.reasoning[i]!r} vs {slow.reasoning!r}"
+        payoff = columns.payoff[i] if columns.payoff else None
+        assert payoff == slow.payoff, f"{where}: payoff {payoff!r} vs {slow.payoff!r}"
     return len(batch)

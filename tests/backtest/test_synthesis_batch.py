@@ -57,3 +57,15 @@ def test_a_batch_answering_too_few_bars_is_not_used(registry, tmp_path, monkeypa
     with structlog.testing.capture_logs() as logs:
         assert signals(registry, tmp_path) == expected
     assert any("answers for" in e.get("error", "") for e in logs if e["event"] == "synthesizer batch failed; synthesizing bar by bar")
+
+
+def test_a_payoff_stated_by_the_batch_sizes_as_the_bar_by_bar_one(registry, tmp_path, monkeypatch):
+    """A calibrated synthesizer's `payoff` (b of its past signals) reaches the sizing from the batch path too."""
+    synthesize, batch = ConsensusSynthesizer.synthesize, ConsensusSynthesizer.synthesize_batch
+    monkeypatch.setattr(ConsensusSynthesizer, "calibrated", True)
+    monkeypatch.setattr(ConsensusSynthesizer, "synthesize", lambda self, request: synthesize(self, request).model_copy(update={"payoff": 20.0}))
+    monkeypatch.setattr(ConsensusSynthesizer, "synthesize_batch", lambda self, b: batch(self, b).model_copy(update={"payoff": [20.0] * len(b)}))
+    batched = signals(registry, tmp_path)
+    monkeypatch.setattr(synthesis, "batches", lambda pipeline: False)
+    assert batched == signals(registry, tmp_path)
+    assert any(s.position != 0 for s in batched)

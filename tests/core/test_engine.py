@@ -345,3 +345,49 @@ def test_memory_stays_flat_over_a_run(registry, tmp_path):
         tracemalloc.stop()
     per_signal = (samples[700] - samples[200]) / 500
     assert per_signal < 500, f"memory grows {per_signal:.0f} bytes per signal"
+
+
+class Forwarder(Sink):
+    """Forwards only (as notifications do): records what it was handed, in the order sinks were called."""
+
+    stores = False
+    name = "forwarder"
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def write(self, signal):
+        self.calls.append(("forwarder", signal.bar_time))
+        return True
+
+
+class Answering(Sink):
+    """A store that answers `new` (or raises `fail`) and records its turn."""
+
+    name = "answering"
+
+    def __init__(self, calls, new=True, fail=None):
+        self.calls, self.new, self.fail = calls, new, fail
+
+    def write(self, signal):
+        self.calls.append(("store", signal.bar_time))
+        if self.fail:
+            raise self.fail
+        return self.new
+
+
+@pytest.mark.parametrize("stores, forwarded", [
+    ([{"new": True}], True),
+    ([{"new": False}], False),  # the one store had it: a re-run
+    ([{"new": False}, {"new": False}], False),
+    ([{"new": False}, {"new": True}], True),  # new to one store
+    ([{"fail": OSError("disk on fire")}, {"new": False}], True),  # a store that failed never had it
+    ([], True),  # no store: nothing says it was sent before
+])
+def test_forwarding_sinks_come_after_the_stores_and_skip_what_every_store_had(registry, tmp_path, stores, forwarded):
+    pipeline = pipeline_for(registry, tmp_path, ["constant"])
+    signal = one_signal(pipeline, "BTC-USD")
+    calls: list = []
+    pipeline.sinks = [Forwarder(calls), *(Answering(calls, **s) for s in stores)]
+    pipeline.store(signal)
+    assert [who for who, _ in calls] == ["store"] * len(stores) + (["forwarder"] if forwarded else [])

@@ -73,3 +73,17 @@ def test_bars_whose_theories_differ_are_answered_bar_by_bar():
     rng = random.Random(3)
     rows = [[random_result(rng, theory) for theory in rng.sample(ORDER, k=rng.randint(1, len(ORDER)))] for _ in range(200)]
     assert assert_synthesis_batch_matches(ConsensusSynthesizer(ConsensusConfig()), batch_of(rows)) == 200
+
+
+def test_a_risk_theory_without_a_finite_var_is_described_as_bar_by_bar():
+    """`TheoryResult.metrics` may hold NaN (only theory findings must be finite): the veto's text says so as `synthesize` does."""
+    def bar(var: dict) -> list[TheoryResult]:
+        return [
+            TheoryResult(theory="kalman_filter", version="1", status="ok", bias=0.9, confidence=0.9, label="up"),
+            TheoryResult(theory="monte_carlo", version="1", status="ok", confidence=0.7, label="extreme", metrics=var),
+        ]
+
+    rows = [bar({"var": float("nan")}), bar({}), bar({"var": 0.05})]
+    assert assert_synthesis_batch_matches(ConsensusSynthesizer(ConsensusConfig()), batch_of(rows)) == 3
+    reasons = ConsensusSynthesizer(ConsensusConfig()).synthesize_batch(batch_of(rows)).reasoning
+    assert ["VaR nan%" in reasons[0], "VaR n/a" in reasons[1], "VaR 5.00%" in reasons[2]] == [True, True, True]

@@ -44,4 +44,3 @@ class NotifyConfig(PluginConfig):
         from .redact import redacted
 
         return {**super().shown(), "urls": [redacted(url) for url in self.urls]}
-
