@@ -156,20 +156,22 @@ def summarize_sql(
     ).fetchone()[0] < SMALL
     rows_by = by_time if small else indexed("signals_summary")
 
-    def latency_and_theories(on: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def latency(on: sqlite3.Connection, stages: tuple[str, ...]) -> dict[str, Any]:
         if small:
-            latency = _small_window_latency(on, where, params, "sink_ms" in available, by_time)
-        else:
-            latency = {stage: _big_window_latency(on, stage, where, params, available, indexed) for stage in (*STAGES, "sink")}
-        return latency, _theories(on, query, filtered, pin, where, params, small, indexed)
+            return _small_window_latency(on, where, params, "sink_ms" in available, by_time)
+        return {stage: _big_window_latency(on, stage, where, params, available, indexed) for stage in stages}
 
-    beside = helper(latency_and_theories) if helper is not None and not small else None
+    def theories_and_latency(on: sqlite3.Connection, stages: tuple[str, ...]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return _theories(on, query, filtered, pin, where, params, small, indexed), latency(on, stages)
+
+    # The theory figures and two stages beside (about half the work of a big window), the rest here.
+    beside = helper(lambda on: theories_and_latency(on, STAGES[:2])) if helper is not None and not small else None
 
     groups = connection.execute(
         f"""SELECT symbol, synthesizer, direction, count(*), sum(confidence), sum(fallback_reason IS NOT NULL), sum(attempts),
                    max(bar_time), min(bar_time), min(created_at), max(created_at), count(prompt_tokens), sum(prompt_tokens),
                    sum(completion_tokens), sum(cache_hit_tokens), sum(cache_miss_tokens), sum(cost),
-                   sum({stored_at} > created_at AND julianday({stored_at}) - julianday(created_at) > 60.0 / 86400)
+                   sum({stored_at} > created_at AND strftime('%s', {stored_at}) - strftime('%s', created_at) > 60)
             FROM signals {rows_by} WHERE {where} GROUP BY symbol, synthesizer, direction""",
         params,
     ).fetchall()
@@ -220,7 +222,12 @@ def summarize_sql(
     synthesizers.sort(key=lambda s: (-s["signals"], s["synthesizer"]))
     fallbacks = sum(s["fallbacks"] for s in synthesizers)
 
-    latency, theories = beside.result() if beside is not None else latency_and_theories(connection)
+    if beside is not None:
+        mine = latency(connection, (*STAGES[2:], "sink"))
+        theories, theirs = beside.result()
+        latencies = {stage: {**theirs, **mine}[stage] for stage in (*STAGES, "sink")}
+    else:
+        theories, latencies = theories_and_latency(connection, (*STAGES, "sink"))
     late = sum(g[17] or 0 for g in groups)
     run_where = "started_at >= ?" if since else "1 = 1"
     run_rows = connection.execute(f"SELECT count(*), sum(stopped_at IS NULL) FROM runs WHERE {run_where}", [since] if since else []).fetchone()
@@ -238,7 +245,7 @@ def summarize_sql(
         "synthesizers": synthesizers,
         "fallbacks": {"signals": fallbacks, "share": _share(fallbacks, total)},
         "theories": theories,
-        "latency_ms": latency,
+        "latency_ms": latencies,
         "llm": {
             "signals_with_usage": used, "prompt_tokens": sum(g[12] or 0 for g in groups),
             "completion_tokens": sum(g[13] or 0 for g in groups), "cache_hit_tokens": hit, "cache_miss_tokens": miss,
