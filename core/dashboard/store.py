@@ -7,7 +7,7 @@ SQLite: its own read-only connection; in WAL mode readers never wait for each ot
 `summary()` aggregates where the data lives (SQL over covering indexes for the sqlite sink), so a
 window is computed when it is asked for, in the request. Its figures are kept while they cannot
 have changed (the same newest signal, the same window start to the second) and, while a run
-writes, served for at most `max_age_s` (1 s) after they were computed while a worker computes them
+writes, served for at most `max_age_s` (2 s) after they were computed while a worker computes them
 again: so requests do not queue behind a summary per stored signal, and no figures older than
 that are ever shown. A window viewed earlier is computed again on its next view; a bounded
 window moves on with the clock when no run writes.
@@ -94,7 +94,7 @@ class SummaryCache:
     """`summary()` per window: reused while the newest stored signal and the window's start are the same,
     or for `max_age_s` after it was computed while `workers` compute it again; else computed by the request."""
 
-    def __init__(self, store: Store, hold_target: tuple[float, float], max_age_s: float = 1.0, workers: Executor | None = None) -> None:
+    def __init__(self, store: Store, hold_target: tuple[float, float], max_age_s: float = 2.0, workers: Executor | None = None) -> None:
         self.store, self.hold_target, self.max_age_s, self.workers = store, hold_target, max_age_s, workers
         self._entries: dict[str, tuple[tuple[Any, ...], dict[str, Any], float]] = {}  # window → (key, summary, computed at)
         self._refreshing: set[str] = set()

@@ -33,7 +33,7 @@ class Settings(BaseModel):
     daily_token_budget: int | None = None
     daily_cost_budget: float | None = None
     poll_s: float = Field(default=1.0, gt=0, description="how often the event stream looks for new signals")
-    summary_max_age_s: float = Field(default=1.0, ge=0, description="while signals arrive, figures this old are shown while new ones are computed")
+    summary_max_age_s: float = Field(default=2.0, ge=0, description="while signals arrive, figures this old are shown while new ones are computed")
     default_window: str = "24h"
 
 

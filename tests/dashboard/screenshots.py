@@ -1,8 +1,11 @@
 """Screenshots of every dashboard page for docs/images/ (run by hand; not a test).
 
 Makes the store a new user has after the offline run, a little longer (`v7 run --config
-config.toml --iterations 40`) plus two stored backtests (`v7 backtest --bars 600 --step 6 --folds 3`
-with two horizons), serves it with `v7 dashboard` and saves one PNG per page.
+config.toml --iterations 40`, the replay one bar in 12, so the 40 signals of each symbol span
+20 days and hold BUY and SELL) plus two stored backtests (`v7 backtest --bars 600 --step 6
+--folds 3` with two horizons), serves it with `v7 dashboard` and saves one PNG per page, each
+the whole page; the page of the symbol with the newest SELL, that signal chosen, down to its
+prompt and answer.
 
     python tests/dashboard/screenshots.py            # writes docs/images/dashboard-*.png
 """
@@ -10,6 +13,7 @@ with two horizons), serves it with `v7 dashboard` and saves one PNG per page.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,11 +36,15 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="v7-dashboard-shots-"))
-    shutil.copy(REPO / "config.toml", folder / "config.toml")
+    text = (REPO / "config.toml").read_text()
+    (folder / "config.toml").write_text(text.replace("[feeds.replay]\n", "[feeds.replay]\nstep = 12\n", 1))
     v7("run", "--config", "config.toml", "--iterations", "40", cwd=folder)
     for horizon in ("12", "24"):
         v7("backtest", "--config", "config.toml", "--symbols", "BTC-USD", "--bars", "600", "--step", "6", "--folds", "3",
            "--horizon", horizon, "--workers", "1", cwd=folder)
+    sell = sqlite3.connect(folder / "v7.db").execute(
+        "SELECT symbol, id FROM signals WHERE direction = 'SELL' ORDER BY id DESC LIMIT 1").fetchone()
+    pages = {**PAGES, "symbol": f"symbol/{sell[0]}?signal={sell[1]}" if sell else PAGES["symbol"]}
     server = Server(folder / "config.toml")
     out = REPO / "docs" / "images"
     out.mkdir(parents=True, exist_ok=True)
@@ -44,7 +52,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            for name, path in PAGES.items():
+            for name, path in pages.items():
                 page.goto(server.url + path)
                 page.wait_for_load_state("networkidle")
                 if name == "symbol":
@@ -52,7 +60,12 @@ def main() -> None:
                 if name == "backtests":
                     page.wait_for_selector('section.backtest[data-ready="1"]')
                 page.wait_for_timeout(500)  # let the charts finish their first frame
-                page.screenshot(path=str(out / f"dashboard-{name}.png"), full_page=name != "symbol")
+                clip = None
+                if name == "symbol":  # down to the chosen signal's prompt and answer, not the whole table of signals beside it
+                    bottom = page.evaluate(  # the card stretches to the table beside it: its last content's end
+                        "Math.max(...[...document.querySelectorAll('#detail *')].map(e => e.getBoundingClientRect().bottom)) + window.scrollY")
+                    clip = {"x": 0, "y": 0, "width": 1400, "height": int(bottom) + 16}
+                page.screenshot(path=str(out / f"dashboard-{name}.png"), full_page=True, clip=clip)
                 print(out / f"dashboard-{name}.png")
             browser.close()
     finally:
