@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .security import Guard
-from .store import Store, SummaryCache
+from .store import LatestPerSymbol, Store, SummaryCache
 from .views import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -27,12 +27,14 @@ class Dashboard:
     plugin_rows: Callable[[], list[dict[str, Any]]] = lambda: []
     templates: Any = None
     summaries: SummaryCache = field(init=False)
+    latest: LatestPerSymbol = field(init=False)
     workers: ThreadPoolExecutor = field(init=False)
     """Where a request runs a query beside its own (each worker thread reads with its own reader)."""
 
     def __post_init__(self) -> None:
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="v7-dashboard")
         self.summaries = SummaryCache(self.store, self.settings.hold_target, self.settings.summary_max_age_s, self.workers)
+        self.latest = LatestPerSymbol(self.store)
 
     def close(self) -> None:
         self.workers.shutdown(wait=True)

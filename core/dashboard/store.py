@@ -139,3 +139,37 @@ class SummaryCache:
         finally:
             with self._guard:
                 self._refreshing.discard(window)
+
+
+class LatestPerSymbol:
+    """The signal stored last for each symbol (`latest_per_symbol()`), kept and brought up to date from the
+    signals stored since (`page(after_id=…)`: ids only grow), so an overview does not read every symbol's
+    signals again; read whole again when more than `BATCH` arrived in between."""
+
+    BATCH = 500
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._kept: tuple[int, dict[str, Any]] | None = None  # (every signal up to this id is in, symbol → its last signal)
+        self._guard = threading.Lock()  # the tuple only
+
+    def get(self) -> list[Any]:
+        with self._guard:
+            kept = self._kept
+
+        def read(reader: "SignalReader") -> tuple[int, dict[str, Any]]:
+            if kept is not None:
+                newer = reader.page(after_id=kept[0], limit=self.BATCH)
+                if len(newer) < self.BATCH:
+                    latest = dict(kept[1])
+                    for signal in reversed(newer):  # oldest first: the last stored of a symbol wins
+                        latest[signal.symbol] = signal
+                    return (newer[0].id if newer else kept[0]), latest
+            newest = reader.page(limit=1)  # first: every signal up to it is in what latest_per_symbol() reads next
+            return (newest[0].id if newest else 0), {s.symbol: s for s in reader.latest_per_symbol()}
+
+        updated = self.store.read(read)
+        with self._guard:
+            if self._kept is None or updated[0] >= self._kept[0]:
+                self._kept = updated
+        return [updated[1][symbol] for symbol in sorted(updated[1])]

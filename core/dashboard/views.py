@@ -1,7 +1,8 @@
 """What each page shows, as plain data for its template and charts, from the reader's own queries.
 
 Nothing here reads the store but through `SignalReader` (summary, page, latest_per_symbol,
-signal, runs, active_runs, backtests); the heavy aggregates come from `summary()`, via the cache.
+signal, runs, active_runs, backtests); the aggregates come from `summary()` and the latest signal
+per symbol from `latest_per_symbol()`, each kept as `store.py` says.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def overview(dash: "Dashboard", window: str) -> dict[str, Any]:
     since = now - timedelta(seconds=dash.settings.stale_after_s)
 
     def read(reader: Any) -> tuple[Any, ...]:
-        return reader.latest_per_symbol(), reader.page(limit=20), reader.runs(), reader.active_runs(since), reader.waiting()
+        return reader.page(limit=20), reader.runs(), reader.active_runs(since), reader.waiting()
 
-    latest, recent, runs, active, waiting = dash.store.read(read)
+    latest = dash.latest.get()
+    recent, runs, active, waiting = dash.store.read(read)
     summary = figures.result()
     return {
         "window": window, "windows": list(WINDOWS), "summary": summary, "latest": latest, "recent": recent,
@@ -140,14 +142,14 @@ def symbol_series(dash: "Dashboard", symbol: str, limit: int) -> dict[str, Any]:
 def symbol_page(dash: "Dashboard", symbol: str, signal_id: int | None, before_id: int | None) -> dict[str, Any]:
     from ..reading import SignalQuery
 
-    def read(reader: Any) -> tuple[Any, Any, Any]:
+    def read(reader: Any) -> tuple[Any, Any]:
         rows = reader.page(SignalQuery(symbol=symbol), before_id=before_id, limit=50)
         chosen_id = signal_id if signal_id is not None else (rows[0].id if rows else None)
         chosen = reader.signal(chosen_id, with_prompt=True) if chosen_id is not None else None
-        symbols = [s.symbol for s in reader.latest_per_symbol()]
-        return rows, chosen, symbols
+        return rows, chosen
 
-    rows, chosen, symbols = dash.store.read(read)
+    rows, chosen = dash.store.read(read)
+    symbols = [s.symbol for s in dash.latest.get()]
     if chosen is not None and chosen.symbol != symbol:
         chosen = None
     newest = rows[0].id if rows and before_id is None else None

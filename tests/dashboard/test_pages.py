@@ -239,6 +239,24 @@ def test_while_signals_arrive_figures_at_most_max_age_old_are_shown_while_a_work
     dash.close()
 
 
+def test_the_latest_signal_per_symbol_is_kept_up_to_date_from_the_signals_stored_since(db, monkeypatch):
+    from v7.core.dashboard.store import LatestPerSymbol
+    from v7.plugins.sinks.sqlite import SqliteConfig, SqliteSink
+
+    _, dash = app_over(db)
+    reader = SqliteSink(SqliteConfig(path=db)).reader()
+    ids = lambda signals: [(s.symbol, s.id) for s in signals]  # noqa: E731
+    assert ids(dash.latest.get()) == ids(reader.latest_per_symbol()) == [("BTC-USD", 25), ("ETH-USD", 26)]
+    more = [s.model_copy(update={"symbol": "SOL-USD"}) if i == 1 else s for i, s in enumerate(sample(3, start=40, run_id="run2"))]
+    write(db, more, run_id="run2")  # BTC 27, a new symbol SOL 28, BTC 29
+    assert ids(dash.latest.get()) == ids(reader.latest_per_symbol()) == [("BTC-USD", 29), ("ETH-USD", 26), ("SOL-USD", 28)]
+    monkeypatch.setattr(LatestPerSymbol, "BATCH", 2)  # more arrived than one batch: read whole again
+    write(db, sample(3, start=50, run_id="run3"), run_id="run3")
+    assert ids(dash.latest.get()) == ids(reader.latest_per_symbol()) == [("BTC-USD", 32), ("ETH-USD", 31), ("SOL-USD", 28)]
+    reader.close()
+    dash.close()
+
+
 def test_each_thread_reads_with_its_own_reader_and_a_long_query_holds_no_one_back(db):
     """A summary that takes long (here: until released) does not stop another request's read."""
     import threading
