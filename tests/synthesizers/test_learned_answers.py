@@ -20,7 +20,7 @@ def registry():
 
 @pytest.mark.parametrize("model", ["logistic", "lightgbm"])
 def test_direction_and_confidence_follow_p_up_and_the_threshold(model):
-    cfg = LearnedConfig(model=model, horizon=1, min_train=200, retrain_every=200, threshold=0.52, trees=30)
+    cfg = LearnedConfig(model=model, horizon=1, min_train=200, retrain_every=200, threshold=0.52, trees=30, min_leaf_rows=20)
     synthesizer = LearnedSynthesizer(cfg)
     candles = ar1(21, 900, 0.2)
     answers = [(t, a) for t, a in drive(synthesizer, candles, 39) if not isinstance(a, SynthesisFailed)]

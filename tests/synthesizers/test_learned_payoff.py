@@ -12,7 +12,7 @@ from v7 import Synthesis
 from v7.plugins.synthesizers.learned import LearnedConfig, LearnedSynthesizer
 from v7.plugins.synthesizers.learned.model import MIN_PAYOFF_SIGNALS, signal_payoffs
 
-SETTINGS = {"model": "logistic", "horizon": 3, "min_train": 300, "retrain_every": 250, "threshold": 0.51}
+SETTINGS = {"model": "logistic", "horizon": 1, "min_train": 300, "retrain_every": 250, "threshold": 0.51}
 
 
 def test_signal_payoffs_are_the_mean_gain_over_the_mean_loss_of_each_direction_s_signals():
@@ -28,7 +28,7 @@ def test_signal_payoffs_are_the_mean_gain_over_the_mean_loss_of_each_direction_s
 
 def test_each_answer_s_payoff_is_its_model_s_from_calibration_rows_known_before_the_bar():
     synthesizer = LearnedSynthesizer(LearnedConfig(**SETTINGS))
-    candles = ar1(21, 1400, 0.15)
+    candles = ar1(21, 1400, 0.25)
     checked = {}
 
     def check(t, answer):
@@ -44,7 +44,7 @@ def test_each_answer_s_payoff_is_its_model_s_from_calibration_rows_known_before_
         assert rows.shape[0] == model.trained_rows
         calibrating = rows[-model.calibration.rows:]
         # Past signals only: every calibration row's forward return was known an embargo before this bar.
-        assert np.all(table.label_times[calibrating] + 3 * HOUR <= int(candles.timestamp[t]))
+        assert np.all(table.label_times[calibrating] + HOUR <= int(candles.timestamp[t]))
         expected = signal_payoffs(model.probability(table.matrix(calibrating, model.names)), table.forward[calibrating], 0.51)
         assert (model.payoff_buy, model.payoff_sell) == pytest.approx(expected)
         checked[id(model)] = expected
@@ -57,7 +57,7 @@ def test_each_answer_s_payoff_is_its_model_s_from_calibration_rows_known_before_
 
 def test_the_model_file_keeps_the_payoffs(tmp_path):
     trainer = LearnedSynthesizer(LearnedConfig(**SETTINGS))
-    drive(trainer, ar1(22, 900, 0.15))
+    drive(trainer, ar1(22, 900, 0.25))
     trainer.save_model(tmp_path / "m.npz", {})
     saved = trainer._learners[SYMBOL].model
     loaded = LearnedSynthesizer(LearnedConfig(**SETTINGS, model_path=str(tmp_path / "m.npz")))._saved[SYMBOL][1]

@@ -10,6 +10,8 @@ calibration never sees a row whose outcome the fit already knew. Isotonic regres
 unless it has many independent points (on weak AR(1) signals with 1,000–4,000 of them its
 out-of-sample slope spread over 0.04–0.64, Platt's over 0.44–0.88), and `horizon` overlapping
 labels count about as one, so `calibration = "auto"` uses Platt scaling below rows ÷ horizon = 5,000.
+Platt scaling counts the slice's independent outcomes by their autocorrelation time, shrinks towards
+the training window's base rate, and scales its slope by its reliability (`_platt`).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def fit(x: "np.ndarray", forward: "np.ndarray", times: "np.ndarray", label_times
     if fitting.shape[0] < 20 or len(set(y[fitting].tolist())) < 2 or len(set(up[start:].tolist())) < 2:
         raise TrainingError(f"the training rows hold a single class or too few rows to fit ({fitting.shape[0]}) and calibrate ({calibrating})")
     fitted = _fit_lightgbm(x[fitting], y[fitting], names, cfg, threads) if cfg.model == "lightgbm" else _fit_logistic(x[fitting], y[fitting], names, cfg)
-    fitted.calibration = _calibrate(fitted.raw(x[start:]), up[start:], cfg)
+    fitted.calibration = _calibrate(fitted.raw(x[start:]), up[start:], cfg, float(up.mean()))
     fitted.payoff_buy, fitted.payoff_sell = signal_payoffs(fitted.probability(x[start:]), forward[start:], cfg.threshold)
     fitted.trained_rows, fitted.first_time, fitted.last_time = n, int(times[0]), int(times[-1])
     fitted.last_label_time, fitted.threshold_return, fitted.base_rate = int(label_times[-1]), cut, float(up.mean())
@@ -211,7 +213,9 @@ def _fit_logistic(x: "np.ndarray", y: "np.ndarray", names: list[str], cfg: Learn
     )
 
 
-def _calibrate(raw: "np.ndarray", y: "np.ndarray", cfg: LearnedConfig) -> Calibration:
+def _calibrate(raw: "np.ndarray", y: "np.ndarray", cfg: LearnedConfig, prior: float) -> Calibration:
+    """The map from the raw score to P(up), fitted on the calibration slice (`y`: its up / down outcomes);
+    `prior` = the whole training window's up share, what a score that says nothing is shrunk towards."""
     import numpy as np
 
     # Overlapping labels: `horizon` consecutive rows share most of their outcome, so the slice holds about
@@ -223,13 +227,58 @@ def _calibrate(raw: "np.ndarray", y: "np.ndarray", cfg: LearnedConfig) -> Calibr
 
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         return Calibration("isotonic", int(raw.shape[0]), x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_])
-    from sklearn.linear_model import LogisticRegression
+    # Rows count as independent outcomes only once per autocorrelation time of the outcomes (at least `horizon`, the
+    # overlap; more when outcomes persist, as in a drift regime): a slice of one regime is a few outcomes, not hundreds.
+    rows_per_outcome = max(float(max(1, cfg.horizon)), autocorrelation_time(y))
+    a, b = _platt(_logit(raw), y, 1.0 / rows_per_outcome, float(_logit(np.array([prior]))[0]))
+    return Calibration("platt", int(raw.shape[0]), a=a, b=b)
 
-    # Each row weighs 1/horizon (the slice holds ~rows ÷ horizon independent labels) against an L2 penalty
-    # (C = 1): a slope learned from few independent outcomes shrinks towards "says nothing" (the base rate).
-    weights = np.full(raw.shape[0], 1.0 / max(1, cfg.horizon))
-    platt = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y, sample_weight=weights)
-    return Calibration("platt", int(raw.shape[0]), a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+
+def autocorrelation_time(y: "np.ndarray") -> float:
+    """1 + 2 Σ ρ_k of the series (Geyer's initial positive sequence): how many rows count as one independent outcome."""
+    import numpy as np
+
+    e = np.asarray(y, dtype=np.float64) - float(np.mean(y))
+    n = e.shape[0]
+    var = float(e @ e) / n
+    if n < 8 or var <= 0:
+        return 1.0
+    spectrum = np.fft.rfft(e, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[: n // 4 + 2] / (n * var)
+    tau = -1.0
+    for m in range(0, (acf.shape[0] - 1) // 2):
+        pair = acf[2 * m] + acf[2 * m + 1]
+        if pair <= 0:
+            break
+        tau += 2 * pair
+    return max(1.0, tau)
+
+
+def _platt(z: "np.ndarray", y: "np.ndarray", weight: float, prior: float, l2: float = 1.0) -> tuple[float, float]:
+    """Platt scaling P = σ(a·z + b) of the logit raw scores `z`, each row weighing `weight` against an L2 penalty l2
+    on a and on the offset from `prior` (a logit): with few independent outcomes P stays near the prior, the
+    training window's base rate, not the slice's. The slope is then multiplied by its reliability 1 − se²/a²
+    (0 when the slice cannot tell it from zero): a slope estimated with noise, applied as it is, makes the
+    probabilities of the bars scored more extreme than their outcomes (measured out of sample on AR(1) candles)."""
+    import numpy as np
+
+    centre = float(z.mean())
+    zc = z - centre
+    a = beta = 0.0
+    hess = np.eye(2)
+    for _ in range(100):  # Newton's method on a convex objective: a few steps
+        p = _sigmoid(a * zc + prior + beta)
+        r = p - y
+        s = weight * p * (1 - p)
+        grad = np.array([weight * float(r @ zc) + l2 * a, weight * float(r.sum()) + l2 * beta])
+        hess = np.array([[float(s @ (zc * zc)) + l2, float(s @ zc)], [float(s @ zc), float(s.sum()) + l2]])
+        step = np.linalg.solve(hess, grad)
+        a, beta = a - float(step[0]), beta - float(step[1])
+        if float(np.abs(step).max()) < 1e-10:
+            break
+    variance = float(np.linalg.inv(hess)[0, 0])
+    a *= max(0.0, 1.0 - variance / (a * a)) if a != 0 else 0.0
+    return a, prior + beta - a * centre
 
 
 def _sigmoid(z: "np.ndarray") -> "np.ndarray":
