@@ -102,7 +102,7 @@ def test_out_of_sample_scores_never_include_bars_before_the_models_end(registry,
 def test_the_lookahead_check_flags_a_model_whose_training_range_reaches_past_the_bar(registry, full_history, monkeypatch):
     """The old behaviour (a loaded model answering any bar) put back by hand: the check must catch it."""
     candles, path, model = full_history
-    monkeypatch.setattr(SymbolLearner, "check_loaded", lambda self, time: None)
+    monkeypatch.setattr(SymbolLearner, "check_loaded", lambda self, time, symbol: None)
     monkeypatch.setattr(SymbolLearner, "answers_from", lambda self: None)
     config = learned_config(registry, model_path=str(path), retrain_live=False, backtest={"lookahead_sample": 2})
     run = backtest(config, registry, candles)

@@ -37,7 +37,7 @@ class SymbolLearner:
         """The first bar time the current model may answer: its last training label's end plus the embargo."""
         return None if self.model is None else self.model.last_label_time + self.cfg.gap * self.bar_seconds
 
-    def check_loaded(self, time: int) -> None:
+    def check_loaded(self, time: int, symbol: str) -> None:
         """Before the first bar a loaded model sees: if it learned from outcomes not known an embargo before
         `time`, it cannot answer. Learning (`retrain_live`), the symbol then starts walk-forward from
         scratch on the bars shown, as without a file (its rows reach past `time` too); otherwise the
@@ -57,8 +57,9 @@ class SymbolLearner:
             f"{format_utc(start)} (embargo {self.cfg.gap} bars): not bar {format_utc(time)}"
         )
         if first:
-            get_logger().warning("loaded model trained past the bar", bar_time=format_utc(time), answers_from=format_utc(start),
-                                 walk_forward=self.learn)
+            get_logger(symbol=symbol, plugin="learned").warning(
+                "loaded model trained past the bar", bar_time=format_utc(time), answers_from=format_utc(start), walk_forward=self.learn,
+            )
         if self.learn:
             self.table, self.model, self.shown_since_training, self.loaded = FeatureTable(), None, None, False
             self.set_aside += "; learning walk-forward from the bars shown instead"

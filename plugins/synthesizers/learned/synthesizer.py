@@ -55,7 +55,7 @@ class LearnedSynthesizer(Synthesizer):
         learner = self._learner(request.symbol, request.granularity)
         candles = request.candles
         bar = int(candles.timestamp[-1]) if candles is not None and len(candles) else int(request.bar_time.timestamp())
-        learner.check_loaded(bar)
+        learner.check_loaded(bar, request.symbol)
         try:
             features = bar_features(request, cfg)
             problem = None
