@@ -9,7 +9,9 @@ each training window (`model.py`). It answers with the calibrated P(up): BUY at 
 `threshold`, SELL at or below 1 − `threshold`, HOLD between, and names the features that moved the
 decision. Before its first model, or when a feature is missing, it raises `SynthesisFailed` and
 the configured fallback answers with that reason. `v7 train` saves what it learned
-(`modelfile.py`); `model_path` loads it. docs/synthesizers.md has the details.
+(`modelfile.py`); `model_path` loads it, and a loaded model answers only bars after its last
+training label + `embargo` (before them the symbol learns walk-forward, or with `retrain_live =
+false` the fallback answers). docs/synthesizers.md has the details.
 """
 
 from __future__ import annotations
