@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..evaluation import Calibration, Interval, ShiftNull, Verdict
 from ..features.keys import metrics_digest, metrics_digests  # noqa: F401 - re-exported: v7.core.backtest.metrics_digest
 from ..models import CostEstimate, TheoryResult, TokenUsage
+from .equity import EquityCurve
 from .portfolio_models import PortfolioResult
 
 SPREAD_METRICS = (
@@ -255,6 +256,7 @@ class SymbolResult(_Model):
     fold_spread: dict[str, Spread] = Field(default_factory=dict)
     theory_status: dict[str, dict[str, int]] = Field(default_factory=dict, description="per theory: count of each status")
     synthesizers: dict[str, int] = Field(default_factory=dict, description="signals per synthesizer that produced them")
+    equity: EquityCurve | None = Field(default=None, description="strategy and buy-and-hold equity over the run (None in results stored before it was kept)")
 
 
 class LearnedComparison(_Model):

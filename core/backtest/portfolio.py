@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..config import BacktestConfig
 from ..models import CandleSeries
 from ..portfolio import PortfolioConfig, allocate
+from .equity import EquityCurve
 from .execution import Execution, buy_and_hold, decisions, fill, in_force
 from .models import BacktestError, BarSignal
 from .portfolio_metrics import portfolio_performance
@@ -211,6 +212,7 @@ def portfolio_result(
         dropped_signals=book.dropped, overall=overall, folds=folds,
         mean_weight={s: round(float(w), 6) for s, w in zip(symbols, mean_weight) if np.isfinite(w)},
         mean_position={s: round(float(p), 6) for s, p in zip(symbols, portfolio.held.mean(axis=1))},
+        equity=EquityCurve.of(book.timestamp[bars[0]:book.last + 1], {k: np.concatenate([[1.0], np.cumprod(1.0 + c.returns)]) for k, c in books.items()}),
     )
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .equity import EquityCurve
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -50,3 +52,4 @@ class PortfolioResult(_Model):
     folds: list[PortfolioWindow] = Field(default_factory=list, description="walk-forward windows, each starting flat")
     mean_weight: dict[str, float] = Field(default_factory=dict, description="each symbol's mean allocation weight over the decisions where it was held")
     mean_position: dict[str, float] = Field(default_factory=dict, description="each symbol's mean position in force over the bars")
+    equity: EquityCurve | None = Field(default=None, description="the portfolio, unsized and basket equity over the run (None in results stored before it was kept)")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..config import BacktestConfig
 from ..evaluation import sharpe as sharpe_ratio, wilson_interval
 from ..models import GRANULARITY_SECONDS, CandleSeries
+from .equity import EquityCurve
 from .execution import Filled, buy_and_hold as hold_all, follow
 from .models import (
     SPREAD_METRICS, BacktestError, BarSignal, DirectionScore, Performance, Scores, Spread, SymbolResult, TheoryCorrelation, theory_biases,
@@ -203,6 +204,7 @@ def symbol_result(
     directional: dict[str, bool] | None = None,
 ) -> SymbolResult:
     overall = score(history, signals, last, settings, theories, directional)
+    times, strategy, hold = equity_curves(history, signals, last, settings)
     folds: list[Scores] = []
     fold_spread: dict[str, Spread] = {}
     if settings.folds > 1:
@@ -218,6 +220,7 @@ def symbol_result(
         first_history_bar=datetime.fromtimestamp(int(history.timestamp[0]), timezone.utc),
         last_history_bar=datetime.fromtimestamp(int(history.timestamp[-1]), timezone.utc),
         scores=overall, folds=folds, fold_spread=fold_spread, theory_status=status, synthesizers=synthesizers,
+        equity=EquityCurve.of(times, {"strategy": strategy, "buy_and_hold": hold}),
     )
 
 

@@ -1,9 +1,10 @@
 """The backtests page: stored results (`SignalReader.backtests()` / `backtest(key)`), two side by side.
 
-A stored result keeps summaries, not per-bar curves (`v7 backtest --report` draws those from the
-history), so the equity chart chains the walk-forward folds' total returns: strategy against
-buy-and-hold at each fold's end, both starting at 1. A result of `v7 backtest --portfolio` adds its
-portfolio block: the three books' figures, and the sized portfolio against the basket chained the same way.
+A stored result keeps each symbol's equity curve against buy-and-hold at up to 2,000 bars
+(`EquityCurve`), drawn as it is; a result stored before V7 kept them has only summaries, and its
+chart chains the walk-forward folds' total returns instead (equity at each fold's end, both
+starting at 1). A result of `v7 backtest --portfolio` adds its portfolio block: the three books'
+figures, and the sized portfolio against the basket, the same way.
 """
 
 from __future__ import annotations
@@ -25,19 +26,30 @@ def chained(periods: list[Any], total_return: Any) -> list[dict[str, float]]:
     return out
 
 
+def stored_curve(curve: Any, strategy: str, hold: str) -> dict[str, list[dict[str, float]]]:
+    """A stored `EquityCurve`'s two books as the chart's strategy and buy-and-hold series."""
+    return {
+        "strategy": [{"time": t, "value": v} for t, v in zip(curve.times, curve.books[strategy])],
+        "buy_and_hold": [{"time": t, "value": v} for t, v in zip(curve.times, curve.books[hold])],
+    }
+
+
 def equity(item: Any) -> dict[str, list[dict[str, float]]]:
-    """Strategy and buy-and-hold equity at the start and at each fold's end (the whole run without folds)."""
+    """Strategy and buy-and-hold equity over the run; for an older result, at the start and at each fold's end."""
+    if item.equity is not None:
+        return stored_curve(item.equity, "strategy", "buy_and_hold")
     periods = item.folds or [item.scores]
     return {"strategy": chained(periods, lambda p: p.strategy.total_return), "buy_and_hold": chained(periods, lambda p: p.buy_and_hold.total_return)}
 
 
 def portfolio_chart(portfolio: Any) -> dict[str, Any]:
     """The portfolio's chart data, drawn like a symbol's: the sized portfolio as the strategy, the basket as buy-and-hold."""
-    periods = portfolio.folds or [portfolio.overall]
-    return {
-        "symbol": "portfolio", "calibration": [], "hits": [],
-        "equity": {"strategy": chained(periods, lambda p: p.portfolio.total_return), "buy_and_hold": chained(periods, lambda p: p.basket.total_return)},
-    }
+    if portfolio.equity is not None:
+        curve = stored_curve(portfolio.equity, "portfolio", "basket")
+    else:
+        periods = portfolio.folds or [portfolio.overall]
+        curve = {"strategy": chained(periods, lambda p: p.portfolio.total_return), "buy_and_hold": chained(periods, lambda p: p.basket.total_return)}
+    return {"symbol": "portfolio", "calibration": [], "hits": [], "equity": curve}
 
 
 def charts(item: Any) -> dict[str, Any]:

@@ -150,7 +150,11 @@ def test_backtests_page_shows_two_runs_side_by_side(db, backtest_json):
         assert head["verdict"]["text"].split(" [")[0].replace("<", "&lt;") in html
         assert "hit rate [95% CI]" in html and "base rate" in html and html.count("<td>3</td>") >= 1  # 3 folds
         charts = [json.loads(m) for m in re.findall(r'<script type="application/json" class="backtest-data">(.*?)</script>', html)]
-        assert len(charts) == 2 and len(charts[0][0]["equity"]["strategy"]) == 4  # the start and three fold ends
+        curve = result["symbols"][0]["equity"]
+        strategy = charts[0][0]["equity"]["strategy"]
+        assert len(charts) == 2 and len(strategy) == len(curve["times"]) > 100  # the stored curve, bar by bar
+        assert strategy[-1]["value"] == pytest.approx(1 + result["symbols"][0]["scores"]["strategy"]["total_return"])
+        assert charts[0][0]["equity"]["buy_and_hold"][-1]["value"] == pytest.approx(1 + result["symbols"][0]["scores"]["buy_and_hold"]["total_return"])
         assert charts[0][0]["calibration"] and charts[0][0]["hits"]
         one = client.get(f"/backtests?a={first}&b=999").text
         assert f"Backtest #{first}" in one and "no stored backtest &#39;999&#39;" in one
@@ -304,3 +308,17 @@ def test_the_position_is_shown_in_the_signal_tables_and_the_detail(client):
     assert 'data-position="-0.125"' in detail and 'title="rule 2 &lt;b&gt;sized&lt;/b&gt;"' in detail
     unsized = client.get("/symbol/ETH-USD?signal=8").text
     assert 'id="position">0%</strong>' in unsized and "not sized (stored before position sizing)" in unsized
+
+
+def test_a_backtest_stored_without_its_equity_curve_charts_the_folds(db, backtest_json):
+    """A result stored before V7 kept curves: equity at the start and at each of its three folds' ends."""
+    older = json.loads(backtest_json)
+    for item in older["symbols"]:
+        del item["equity"]
+    stored = store_backtest(db, json.dumps(older))
+    app, _ = app_over(db)
+    with TestClient(app) as client:
+        html = client.get(f"/backtests?a={stored}").text
+    charts = [json.loads(m) for m in re.findall(r'<script type="application/json" class="backtest-data">(.*?)</script>', html)]
+    assert len(charts[0][0]["equity"]["strategy"]) == 4
+

@@ -63,5 +63,7 @@ def test_the_dashboard_shows_the_portfolio_block(done):
     assert "<h3>Portfolio" in html and "sized, portfolio step" in html and "buy-and-hold basket" in html and "CVaR 95% (daily)" in html
     (charts,) = [json.loads(m) for m in re.findall(r'<script type="application/json" class="backtest-data">(.*?)</script>', html)]
     assert [c["symbol"] for c in charts] == ["BTC-USD", "ETH-USD", "portfolio"]
-    assert len(charts[-1]["equity"]["strategy"]) == 3  # the start and two fold ends
+    portfolio = charts[-1]["equity"]
+    assert len(portfolio["strategy"]) == len(portfolio["buy_and_hold"]) > 100  # the stored curve, bar by bar
+    assert portfolio["strategy"][0]["value"] == 1.0 and portfolio["strategy"][-1]["time"] > portfolio["strategy"][0]["time"]
     assert 'class="chart small equity portfolio" data-symbol-index="2"' in html
