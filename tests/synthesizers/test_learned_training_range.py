@@ -123,3 +123,24 @@ def test_the_lookahead_check_flags_nothing_in_an_honest_backtest_with_a_model_fi
     report = check_lookahead(run, registry_factory=make_learned_registry)
     assert report.error is None and report.ok, report.differences[:5]
     assert np.all([s.learned_until < s.timestamp for s in run.signals[SYMBOL] if s.synthesizer == "learned"])
+
+
+@pytest.mark.parametrize("retrain_live", [True, False])
+def test_a_live_run_with_a_model_file_keeps_retraining_on_schedule_only_when_told(retrain_live, tmp_path):
+    """`retrain_live`: a run that loaded a model trained on the first 900 bars retrains every `retrain_every`
+    bars on what it is shown after (each answer's training range moves on); off, the file's model answers throughout."""
+    candles = ar1(37, BARS, 0.15)
+    trainer = LearnedSynthesizer(LearnedConfig(**SETTINGS))
+    drive(trainer, candles.slice(0, 900))
+    path = tmp_path / "first-900.npz"
+    trainer.save_model(path, {})
+    trained_until = trainer._learners[SYMBOL].model.last_label_time
+
+    live = LearnedSynthesizer(LearnedConfig(**SETTINGS, model_path=str(path), retrain_live=retrain_live))
+    answered = [a for t, a in drive(live, candles, start=900) if isinstance(a, Synthesis)]
+    ranges = sorted({int(a.learned_until.timestamp()) for a in answered})
+    assert len(answered) == BARS - 900 and ranges[0] == trained_until
+    if retrain_live:  # 700 bars shown, a retraining every 250: two or three newer models, each trained on later outcomes
+        assert 2 <= len(ranges) - 1 <= 3 and all(b - a >= 200 * HOUR for a, b in zip(ranges, ranges[1:]))
+    else:
+        assert ranges == [trained_until]
