@@ -38,3 +38,12 @@ def run_v7(*args: str, cwd: Path, extra_path: Path | None = None, env: dict[str,
     )
 
 
+def approx_tree(value):
+    """`value` with every float wrapped in pytest.approx, at any depth (SQL and Python may sum in another order)."""
+    import pytest
+
+    if isinstance(value, dict):
+        return {k: approx_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_tree(v) for v in value]
+    return pytest.approx(value) if isinstance(value, float) else value

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import run_v7
+from helpers import approx_tree, run_v7
 from v7.core.cli import cli
 
 FIXTURE_V1 = Path(__file__).parents[1] / "sinks" / "schema_v1.sql"
@@ -164,16 +164,6 @@ def test_a_v1_database_is_read_without_upgrading_it(tmp_path):
     assert data["llm"]["prompt_tokens"] == 3550 and data["llm"]["cost"] == pytest.approx(0.00073)
     assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone()[0] == 1
 
-
-def approx_tree(value):
-    """`value` with every float wrapped in pytest.approx, at any depth (SQL and Python may sum in another order)."""
-    if isinstance(value, dict):
-        return {k: approx_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [approx_tree(v) for v in value]
-    if isinstance(value, float):
-        return pytest.approx(value)
-    return value
 
 
 @pytest.mark.parametrize("query", [{}, {"symbol": "BTC-USD"}, {"hours": 24}, {"hours": 24, "symbol": "ETH-USD"}, {"symbol": "XRP-USD"}])

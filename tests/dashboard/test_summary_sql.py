@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dash_setup import sample, write
+from helpers import approx_tree
 from v7 import SignalQuery
 from v7.core.signal_summary import summarize
 from v7.plugins.sinks.sqlite import SqliteReader
@@ -21,13 +22,6 @@ QUERIES = [
     SignalQuery(direction="HOLD"), SignalQuery(created_since=NOW + timedelta(hours=1)),
 ]
 
-
-def approx_tree(value):
-    if isinstance(value, dict):
-        return {k: approx_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [approx_tree(v) for v in value]
-    return pytest.approx(value) if isinstance(value, float) else value
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from factory import FAST_THEORIES, LogCapture, make_read_only, make_signal, run_info, write_config
-from helpers import run_v7
+from helpers import approx_tree, run_v7
 from v7 import Signal
 from v7.plugins.sinks import sqlite as sqlite_sink
 from v7.plugins.sinks.sqlite import SCHEMA_VERSION, SqliteConfig, SqliteReader, SqliteSink, SqliteSinkError, open_reader
@@ -164,14 +164,6 @@ def test_v2_database_is_upgraded_to_v3_with_positions_kept_and_read_back(tmp_pat
     reader.close()
     assert [s.position for s in stored] == [0.0] * 4 + [-0.125] and stored[-1].sizing.endswith("-0.125") and stored[0].sizing is None
 
-
-def approx_tree(value):
-    """`value` with every float wrapped in pytest.approx, at any depth (SQL and Python may sum in another order)."""
-    if isinstance(value, dict):
-        return {k: approx_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [approx_tree(v) for v in value]
-    return pytest.approx(value) if isinstance(value, float) else value
 
 
 def test_v3_database_gets_the_summary_indexes_with_every_row_kept_and_the_same_summary(tmp_path):
