@@ -41,10 +41,10 @@ def limit_of(loss_limit: float | None, sizing: "SizingConfig") -> float:
 def own_limit(signal: "Signal", theories: Sequence["Theory"], sizing: "SizingConfig") -> float:
     """`limit_of` a stored signal: the CVaR taken as its sizing took it (`tail_loss` over the signal's theory
     results; docs/sizing.md)."""
-    from ..sizing.rule import tail_loss
+    from ..sizing.rule import loss_limit, tail_loss
 
     cvar, _ = tail_loss(signal.theory_results, theories)
-    return limit_of(sizing.loss_budget / cvar if cvar is not None and cvar > 0 else None, sizing)
+    return limit_of(loss_limit(cvar, sizing), sizing)
 
 
 def adjust(

@@ -113,6 +113,11 @@ def flat_rule(direction: str | None, settings: "SizingConfig") -> str | None:
     return None
 
 
+def loss_limit(cvar: float | None, settings: "SizingConfig") -> float | None:
+    """loss_budget / CVaR, the largest |position| the loss budget allows; None without a positive CVaR (no limit)."""
+    return settings.loss_budget / cvar if cvar is not None and cvar > 0 else None
+
+
 def position_for(
     direction: str | None, confidence: float, calibrated: bool, close: "np.ndarray | None", granularity: str,
     cvar: float | None, settings: "SizingConfig", risk_missing: str | None = None, payoff: float | None = None,
@@ -152,12 +157,10 @@ def position_for(
         text = f"uncalibrated confidence: fixed {fraction:g}"
     size = fraction * scale
     text += f" × vol scale {scale:.2f} (realised {volatility:.0%}/yr)"
-    limit = None
-    if cvar is not None and cvar > 0:
-        limit = settings.loss_budget / cvar
-        if limit < size:
-            size = limit
-            text += f", cut to loss budget {settings.loss_budget:g} / CVaR {cvar:.2%}"
+    limit = loss_limit(cvar, settings)
+    if limit is not None and limit < size:
+        size = limit
+        text += f", cut to loss budget {settings.loss_budget:g} / CVaR {cvar:.2%}"
     if size > settings.max_position:
         size = settings.max_position
         text += f", capped at {settings.max_position:g}"
