@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisBatch, SynthesisColumns, SynthesisRequest, TheoryFinding, TheoryResult
+from .models import CandleSeries, CostEstimate, TokenUsage, MarketContext, PromptRequest, RunInfo, RunProblem, Signal, Synthesis, SynthesisRequest, TheoryFinding, TheoryResult
+from .synthesis_batch import SynthesisBatch, SynthesisColumns
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, InstanceOf, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, InstanceOf
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -301,73 +301,6 @@ class SynthesisRequest(PromptRequest):
         if type(request) is cls and request.prompt == prompt:  # type: ignore[attr-defined]
             return request  # type: ignore[return-value]
         return cls.model_construct(**{name: getattr(request, name) for name in PromptRequest.model_fields}, prompt=prompt)
-
-
-class SynthesisBatch(BaseModel):
-    """Many bars of one symbol at once, for `Synthesizer.synthesize_batch` (a backtest's chunk).
-
-    Bar i is `ends[i]`, an index into `history`: its theory results are `results[i]` (config order),
-    its candles `history.slice(max(0, ends[i] + 1 - lookback), ends[i] + 1)`, as in the request
-    `request(i)` makes. `history` ends at the chunk's last bar: bar i must be answered from the
-    candles up to `ends[i]` only, never the later ones it could reach."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
-
-    symbol: str
-    granularity: str
-    history: InstanceOf[CandleSeries]
-    ends: list[int]
-    lookback: int = Field(ge=1)
-    results: list[list[TheoryResult]]
-    reasoning: bool = Field(default=True, description="False when the caller keeps no reasoning (a backtest): it may be left empty")
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def request(self, i: int) -> SynthesisRequest:
-        """Bar i as the request `synthesize` would get (no prompt, no market context)."""
-        t = self.ends[i]
-        window = self.history.slice(max(0, t + 1 - self.lookback), t + 1)
-        return SynthesisRequest(
-            symbol=self.symbol, granularity=self.granularity, bar_time=window.last_time, price=window.last_price,
-            results=self.results[i], context=None, candles=window,
-        )
-
-
-class SynthesisColumns(BaseModel):
-    """The answers to a `SynthesisBatch`, in bar order: a list per field of `Synthesis` that an offline
-    rule states (no attempts, token usage or training range: a synthesizer with those answers bar by bar)."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    direction: list[Direction]
-    confidence: list[Annotated[float, Field(ge=0.0, le=1.0)]]
-    decided_by: list[str | None]
-    reasoning: list[str] = Field(default_factory=list, description="empty when the batch asked for no reasoning")
-    payoff: list[Annotated[float, Field(gt=0)] | None] = Field(default_factory=list, description="each answer's `Synthesis.payoff`; empty: none states one")
-
-    @model_validator(mode="after")
-    def _same_lengths(self) -> "SynthesisColumns":
-        optional = {len(column) for column in (self.reasoning, self.payoff) if column}
-        if len({len(self.direction), len(self.confidence), len(self.decided_by)} | optional) > 1:
-            raise ValueError(f"columns of different lengths: direction {len(self.direction)}, confidence {len(self.confidence)}, "
-                             f"decided_by {len(self.decided_by)}, reasoning {len(self.reasoning)}, payoff {len(self.payoff)}")
-        return self
-
-    @classmethod
-    def of(cls, answers: "Sequence[Synthesis]") -> "SynthesisColumns":
-        """Answers made one by one, as columns (a synthesizer whose batch path is a loop)."""
-        return cls(
-            direction=[a.direction for a in answers], confidence=[a.confidence for a in answers],
-            decided_by=[a.decided_by for a in answers], reasoning=[a.reasoning for a in answers],
-            payoff=[a.payoff for a in answers] if any(a.payoff is not None for a in answers) else [],
-        )
-
-    def answer(self, i: int) -> "Synthesis":
-        return Synthesis(
-            direction=self.direction[i], confidence=self.confidence[i], decided_by=self.decided_by[i],
-            reasoning=self.reasoning[i] if self.reasoning else "", payoff=self.payoff[i] if self.payoff else None,
-        )
 
 
 class Synthesis(BaseModel):

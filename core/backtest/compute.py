@@ -21,15 +21,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 from ..collector import gc_paused, heap_frozen
 from ..components import StartupError
 from ..config import BacktestConfig, V7Config
 from ..features.cache import FeatureCache
-from ..features.store import Stored
-from ..features.keys import metrics_digests, window_digests
+from ..features.keys import window_digests
 from ..models import CandleSeries, PromptRequest, TheoryResult
+from ..theory_columns import TheoryColumns, rows_of
 from .history import load_histories, own_copy, signal_range
 from .learning import compare_learned, learns
 from .llm import estimate_llm, is_llm, llm_usage
@@ -43,59 +43,65 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry
 
 
-# Per bar index: the stored result (and its metrics digest) of each theory the feature store already has for that window.
-Known = dict[int, dict[str, Stored]]
+class KnownColumn(NamedTuple):
+    """One theory's results the feature store has for a symbol's planned bars: its columns and, per bar index, its row there."""
+
+    columns: TheoryColumns
+    rows: dict[int, int]
+
+
+# Per theory: what the feature store already holds for one symbol's planned bars.
+Known = dict[str, KnownColumn]
 # (bar index, result) of every theory result computed, to be written to the feature store.
 Fresh = list[tuple[int, TheoryResult]]
 
 
-def bar_results(pipeline: "Pipeline", window: CandleSeries, known: dict[str, TheoryResult] | None) -> tuple[list[TheoryResult], list[TheoryResult]]:
-    """The theory results at one bar in config order, and the ones among them that were computed (not known)."""
-    if not known:
-        results = pipeline.analyze(window)
-        return results, results
-    missing = {t.name for t in pipeline.theories} - known.keys()
-    computed = pipeline.analyze(window, only=missing) if missing else []
-    fresh = iter(computed)
-    return [known[t.name] if t.name in known else next(fresh) for t in pipeline.theories], computed
-
-
 def results_at(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
-) -> list[list[TheoryResult]]:
-    """Every theory's result at each bar of `indices`, in config order.
+) -> list[TheoryColumns]:
+    """Every theory's results at the bars of `indices`, a column per theory in config order.
 
-    Theories with a batch path (`Theory.analyze_batch`) answer all their missing bars in one call;
-    the others run bar by bar. `known` results are used as they are; computed ones go to `fresh`.
+    `known` results are used as they are (no TheoryResult made per bar); the missing ones are
+    computed, by a theory's batch path (`Theory.analyze_batch`, all its missing bars in one call)
+    or bar by bar, and appended to `fresh`.
     """
     from ..batch_runner import run_theory_batch
 
     known = known or {}
-    batched = [t for t in pipeline.theories if type(t).supports("analyze_batch")]
-    by_bar: dict[int, dict[str, TheoryResult]] = {t: {name: stored.result for name, stored in known.get(t, {}).items()} for t in indices}
+    names = [t.name for t in pipeline.theories]
+    stored = {name: [known[name].rows.get(t) for t in indices] if name in known else [None] * len(indices) for name in names}
+    computed: dict[str, dict[int, TheoryResult]] = {name: {} for name in names}
     timeout = pipeline.config.engine.theory_timeout_seconds
+    batched = [t for t in pipeline.theories if type(t).supports("analyze_batch")]
     for theory in batched:
-        missing = [t for t in indices if theory.name not in by_bar[t]]
+        missing = [t for t, row in zip(indices, stored[theory.name]) if row is None]
         if not missing:
             continue
         # Only candles up to the last bar asked for, copied: the batch cannot reach past its chunk.
         lo = max(0, missing[0] + 1 - lookback)
         part = own_copy(history.slice(lo, missing[-1] + 1))
         for t, result in zip(missing, run_theory_batch(theory, part, [t - lo for t in missing], lookback, timeout)):
-            by_bar[t][theory.name] = result
-            if fresh is not None:
-                fresh.append((t, result))
-    out = []
-    for t in indices:
-        have = by_bar[t]
-        if len(have) < len(pipeline.theories):
-            results, computed = bar_results(pipeline, window_at(history, t, lookback), have)
-            if fresh is not None:
-                fresh.extend((t, r) for r in computed)
-        else:
-            results = [have[theory.name] for theory in pipeline.theories]
-        out.append(results)
-    return out
+            computed[theory.name][t] = result
+    plain = [t.name for t in pipeline.theories if t not in batched]
+    for position, t in enumerate(indices):
+        missing_names = [name for name in plain if stored[name][position] is None]
+        if missing_names:
+            for name, result in zip(missing_names, pipeline.analyze(window_at(history, t, lookback), only=set(missing_names))):
+                computed[name][t] = result
+    if fresh is not None:
+        fresh.extend((t, result) for name in names for t, result in computed[name].items())
+    return [_column(name, indices, stored[name], known.get(name), computed[name]) for name in names]
+
+
+def _column(name: str, indices: Sequence[int], rows: "list[int | None]", known: KnownColumn | None, computed: dict[int, TheoryResult]) -> TheoryColumns:
+    """One theory's column over the chunk: the stored rows taken as they are, computed results wrapped, a mix merged."""
+    if known is not None and None not in rows:
+        return known.columns.take(rows)  # type: ignore[arg-type]
+    if known is None or all(row is None for row in rows):
+        return TheoryColumns.of(name, [computed[t] for t in indices])
+    stored = known.columns
+    results = [computed[t] if row is None else stored.result(row) for t, row in zip(indices, rows)]
+    return TheoryColumns.of(name, results, [None if row is None else stored.metrics_digests[row] for row in rows])
 
 
 def signals_for(
@@ -105,44 +111,47 @@ def signals_for(
 
     `known` results are used instead of running their theory; computed ones are appended to `fresh`.
     """
-    results = results_at(pipeline, history, indices, lookback, known, fresh)
-    # Made a theory at a time (a column of results and their digests), then turned into rows per bar.
-    columns = []
-    for k, name in enumerate(t.name for t in pipeline.theories):
-        column = [bar[k] for bar in results]
-        digests = _digests(column, [(known or {}).get(t, {}).get(name) for t in indices])
-        columns.append([TheoryOutcome.of(r, d) for r, d in zip(column, digests)])
-    outcomes = list(zip(*columns)) if columns else [() for _ in indices]
-    return synthesize_chunk(pipeline, history, indices, lookback, results, outcomes)
-
-
-def _digests(column: list[TheoryResult], stored: "list[Stored | None]") -> list[str]:
-    """The metrics digest of each of a theory's results over a chunk: the stored one where the result
-    was read, the rest computed in one numpy pass (`metrics_digests`) instead of a formatting per result."""
-    out = [s.metrics_digest if s is not None else "" for s in stored]
-    missing = [i for i, s in enumerate(stored) if s is None]
-    for i, digest in zip(missing, metrics_digests([column[i].metrics for i in missing])):
-        out[i] = digest
-    return out
+    columns = results_at(pipeline, history, indices, lookback, known, fresh)
+    per_theory = [TheoryOutcome.column(c) for c in columns]  # made a theory at a time, then turned into rows per bar
+    outcomes = list(zip(*per_theory)) if per_theory else [() for _ in indices]
+    return synthesize_chunk(pipeline, history, indices, lookback, columns, outcomes)
 
 
 def theory_results_for(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int, known: Known | None = None, fresh: Fresh | None = None,
 ) -> list[list[TheoryResult]]:
-    return results_at(pipeline, history, indices, lookback, known, fresh)
+    """Each bar's theory results (config order): what the driver synthesizes bar by bar (an LLM, a learner)."""
+    return rows_of(results_at(pipeline, history, indices, lookback, known, fresh), len(indices))
 
 
 def stored_results(cache: FeatureCache, histories: dict[str, CandleSeries], plan: dict[str, list[int]], lookback: int) -> tuple[dict[str, Known], dict[str, dict[int, str]]]:
-    """What the feature store holds for the planned bars (by symbol, bar index, theory) and each bar's window digest."""
+    """What the feature store holds for the planned bars (by symbol and theory) and each bar's window digest."""
     known: dict[str, Known] = {}
     digests: dict[str, dict[int, str]] = {}
     for symbol, indices in plan.items():
         history = histories[symbol]
         digests[symbol] = window_digests(history, indices, lookback)
-        times = [int(history.timestamp[t]) for t in indices]
-        by_time = cache.lookup(symbol, times, [digests[symbol][t] for t in indices])
-        known[symbol] = {t: by_time[bar_time] for t, bar_time in zip(indices, times) if bar_time in by_time}
+        times = history.timestamp[indices].tolist() if indices else []
+        index_of = dict(zip(times, indices))
+        found = cache.lookup(symbol, times, [digests[symbol][t] for t in indices])
+        known[symbol] = {
+            name: KnownColumn(columns, {index_of[bar_time]: row for row, bar_time in enumerate(bar_times)})
+            for name, (bar_times, columns) in found.items()
+        }
     return known, digests
+
+
+def incomplete_bars(known: dict[str, Known], plan: dict[str, list[int]], names: list[str]) -> int:
+    """Planned bars for which the store lacks at least one theory's result: the bars to compute."""
+    count = 0
+    for symbol, indices in plan.items():
+        have = known.get(symbol, {})
+        if any(name not in have for name in names):
+            count += len(indices)
+            continue
+        rows = [have[name].rows for name in names]
+        count += sum(1 for t in indices if not all(t in r for r in rows))
+    return count
 
 # -- running --------------------------------------------------------------------------------------
 
@@ -239,8 +248,7 @@ def compute_signals(
                 for t, result in fresh:
                     cache.add(symbol, int(history.timestamp[t]), digests[symbol][t], result)
 
-        names = {t.name for t in pipeline.theories}
-        to_compute = sum(1 for symbol, indices in plan.items() for t in indices if known.get(symbol, {}).get(t, {}).keys() != names)
+        to_compute = incomplete_bars(known, plan, [t.name for t in pipeline.theories])
         try:
             return _compute(pipeline, histories, plan, workers, progress, known, keep, in_driver, to_compute, store=cache is not None)
         finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +14,9 @@ from ..features.keys import metrics_digest, metrics_digests  # noqa: F401 - re-e
 from ..models import CostEstimate, TheoryResult, TokenUsage
 from .equity import EquityCurve
 from .portfolio_models import PortfolioResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..theory_columns import TheoryColumns
 
 SPREAD_METRICS = (
     "strategy_return", "buy_and_hold_return", "excess_return", "strategy_sharpe", "max_drawdown",
@@ -323,6 +327,15 @@ class TheoryOutcome(NamedTuple):
             result.theory, result.status, result.bias, result.confidence, result.label,
             metrics_digest(result.metrics) if digest is None else digest, result.elapsed_ms,
         )
+
+    @classmethod
+    def column(cls, columns: "TheoryColumns") -> "list[TheoryOutcome]":
+        """One theory's outcome at every bar of its columns, made from the arrays (no TheoryResult per bar)."""
+        bias = [None if b != b else b for b in columns.bias.tolist()]  # NaN is how the columns say None
+        return list(map(cls._make, zip(
+            repeat(columns.theory), columns.status, bias, columns.confidence.tolist(), columns.label, columns.metrics_digests,
+            columns.elapsed_ms.tolist(),
+        )))
 
 
 def theory_biases(signals: "list[BarSignal] | Any", theories: "list[str] | Any") -> "dict[str, Any]":

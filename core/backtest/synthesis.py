@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from ..models import CandleSeries, SynthesisBatch, SynthesisColumns, SynthesisRequest, TheoryResult
+from ..models import CandleSeries, SynthesisRequest, TheoryResult
+from ..synthesis_batch import SynthesisBatch, SynthesisColumns
+from ..theory_columns import TheoryColumns, rows_of
 from ..portfolio.step import limit_of
 from ..sizing import size_answer, sizing_for
 from ..sizing.rule import flat_rule
@@ -71,18 +73,20 @@ def synthesize_bar(
 
 def synthesize_chunk(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int,
-    results: list[list[TheoryResult]], outcomes: list[tuple[TheoryOutcome, ...]],
+    columns: list[TheoryColumns], outcomes: list[tuple[TheoryOutcome, ...]],
 ) -> list[BarSignal]:
-    """The signal at each bar of `indices` (ascending), from its theory results: one batch call when the synthesizer has one."""
+    """The signal at each bar of `indices` (ascending), from its theories' `columns` (config order):
+    one batch call when the synthesizer has one, else bar by bar."""
     if batches(pipeline) and indices:
-        done = batch_signals(pipeline, history, indices, lookback, results, outcomes)
+        done = batch_signals(pipeline, history, indices, lookback, columns, outcomes)
         if done is not None:
             return done
     # The synthesizer may read the window (`request.candles`) but never writes it: a view will do, no
     # copy, and its gaps from one cumulated count instead of a recount per bar.
     gaps = history.gap_counts()
     windows = (history.slice(lo, t + 1, int(gaps[t] - gaps[lo])) for lo, t in ((max(0, t + 1 - lookback), t) for t in indices))
-    return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, results, outcomes)]
+    rows = rows_of(columns, len(indices))
+    return [synthesize_bar(pipeline, w, r, t, o) for w, t, r, o in zip(windows, indices, rows, outcomes)]
 
 
 def batches(pipeline: "Pipeline") -> bool:
@@ -97,7 +101,7 @@ def batches(pipeline: "Pipeline") -> bool:
 
 def batch_signals(
     pipeline: "Pipeline", history: CandleSeries, indices: Sequence[int], lookback: int,
-    results: list[list[TheoryResult]], outcomes: list[tuple[TheoryOutcome, ...]],
+    columns: list[TheoryColumns], outcomes: list[tuple[TheoryOutcome, ...]],
 ) -> list[BarSignal] | None:
     """The chunk's signals from one `synthesize_batch` call; None (logged) when it raised or answered wrongly."""
     from ..logs import get_logger
@@ -108,14 +112,14 @@ def batch_signals(
     part = history.slice(lo, indices[-1] + 1)  # views, up to the chunk's last bar: nothing later to read
     batch = SynthesisBatch(
         symbol=history.symbol, granularity=history.granularity, history=part, ends=[t - lo for t in indices],
-        lookback=lookback, results=results, reasoning=False,
+        lookback=lookback, theories=columns, reasoning=False,
     )
     try:
         answer = synthesizer.synthesize_batch(batch)
         # Validated again as a new model: the plugin may have changed a column after building it.
-        columns = SynthesisColumns.model_validate(dict(answer.__dict__) if isinstance(answer, SynthesisColumns) else answer)
-        if len(columns.direction) != len(indices):
-            raise ValueError(f"{len(columns.direction)} answers for {len(indices)} bars")
+        answers = SynthesisColumns.model_validate(dict(answer.__dict__) if isinstance(answer, SynthesisColumns) else answer)
+        if len(answers.direction) != len(indices):
+            raise ValueError(f"{len(answers.direction)} answers for {len(indices)} bars")
     except Exception as exc:
         get_logger(symbol=history.symbol, plugin=synthesizer.name).warning(
             "synthesizer batch failed; synthesizing bar by bar", bars=len(indices), error=f"{type(exc).__name__}: {exc}",
@@ -126,16 +130,16 @@ def batch_signals(
     prices = close[indices[0]:indices[-1] + 1].tolist()
     out = []
     for i, t in enumerate(indices):
-        direction, confidence = columns.direction[i], columns.confidence[i]
+        direction, confidence = answers.direction[i], answers.confidence[i]
         position, limit = 0.0, settings.max_position
         if flat_rule(direction, settings) is None:  # sized from the closes the theories saw, up to t
             sized = size_answer(
-                pipeline, history.symbol, direction, confidence, name, results[i], close[max(0, t + 1 - lookback):t + 1], granularity,
-                columns.payoff[i] if columns.payoff else None,
+                pipeline, history.symbol, direction, confidence, name, [c.result(i) for c in columns], close[max(0, t + 1 - lookback):t + 1],
+                granularity, answers.payoff[i] if answers.payoff else None,
             )
             position, limit = sized.position, limit_of(sized.loss_limit, settings)
         out.append(BarSignal(
             index=t, timestamp=int(stamps[t - indices[0]]), price=prices[t - indices[0]], direction=direction, confidence=confidence,
-            synthesizer=name, fallback_reason=None, theories=outcomes[i], decided_by=columns.decided_by[i] or "", position=position, limit=limit,
+            synthesizer=name, fallback_reason=None, theories=outcomes[i], decided_by=answers.decided_by[i] or "", position=position, limit=limit,
         ))
     return out

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Sequence
 from ..collector import gc_paused
 from ..logs import get_logger
 from ..models import TheoryResult
+from ..theory_columns import TheoryColumns
 from .keys import theory_key
-from .store import FeatureStore, Stored
+from .store import FeatureStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..components import Theory
@@ -34,16 +35,17 @@ class FeatureCache:
         keys = {t.name: theory_key(config, t.name, str(t.version)) for t in theories}
         return cls(FeatureStore(Path(root).resolve()), config.engine.granularity, keys)
 
-    def lookup(self, symbol: str, bar_times: Sequence[int], digests: Sequence[str]) -> dict[int, dict[str, Stored]]:
-        """Per bar time, the stored result (and its metrics digest) of each theory that has one for exactly that window.
+    def lookup(self, symbol: str, bar_times: Sequence[int], digests: Sequence[str]) -> dict[str, tuple[list[int], TheoryColumns]]:
+        """Per theory that has any, its stored results for exactly those windows: the bar times and the columns, in step.
 
-        The cyclic garbage collector is paused meanwhile: tens of thousands of new results (which
-        hold no cycles) would otherwise trigger full collections that cost as much as the reading."""
-        found: dict[int, dict[str, Stored]] = {}
+        The cyclic garbage collector is paused meanwhile: the columns' many small objects hold no
+        cycles, and full collections triggered by them would cost as much as the reading."""
+        found: dict[str, tuple[list[int], TheoryColumns]] = {}
         with gc_paused():
             for theory, key in self.keys.items():
-                for bar_time, stored in self.store.read_stored(symbol, self.granularity, theory, key, bar_times, digests).items():
-                    found.setdefault(bar_time, {})[theory] = stored
+                stored = self.store.read_columns(symbol, self.granularity, theory, key, bar_times, digests)
+                if stored is not None:
+                    found[theory] = stored
         return found
 
     def add(self, symbol: str, bar_time: int, digest: str, result: TheoryResult) -> None:

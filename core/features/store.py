@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import uuid
-from itertools import repeat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 from ..files import create_private
 from ..logs import get_logger
 from ..models import TheoryResult
+from ..theory_columns import TheoryColumns
 from .keys import metrics_digests
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,50 +73,52 @@ def _table(rows: "Sequence[tuple[int, str, TheoryResult]]") -> "pa.Table":
     return pa.table(data, schema=pa.schema(fields))
 
 
-def _metrics(table: "pa.Table") -> list[dict[str, float]]:
-    """Each row's metrics, in its own order, from the metric columns (or the first format's JSON)."""
+REQUIRED = ("status", "confidence", "label", "interpretation", "elapsed_ms", "theory_version")  # never null in a row
+
+
+def _columns(table: "pa.Table", theory: str) -> TheoryColumns:
+    """Every row of the table as checked columns (a tampered file raises: a cache miss, never a bad
+    input to the synthesizer). Metrics come from the metric columns, or the first format's JSON."""
     import numpy as np
 
-    if "metric_names" not in table.column_names:
-        return json.loads("[" + ",".join(table.column(LEGACY_METRICS).to_pylist()) + "]")
-    orders = table.column("metric_names").to_pylist()
-    by_order: dict[str, list[int]] = {}
-    for i, order in enumerate(orders):
-        by_order.setdefault(order, []).append(i)
-    out: list[dict[str, float]] = [{}] * len(orders)
-    values: dict[str, np.ndarray] = {}
-    for order, rows in by_order.items():
-        names = json.loads(order)
-        if not names:
-            continue
-        for name in names:
-            if name not in values:
-                values[name] = table.column(METRIC + name).to_numpy()  # KeyError: a damaged file
-        picked = np.column_stack([values[name][rows] for name in names]).tolist()
-        for i, row in zip(rows, picked):
-            out[i] = dict(zip(names, row))
-    return out
+    for name in FIXED:
+        kind = str(table.schema.field(name).type)
+        expected = {"int64": "int64", "float64": "double"}.get(_TYPES.get(name, ""), "string")
+        if kind != expected and not (kind == "null" and name in ("bias", "message")):
+            raise ValueError(f"column {name} is {kind}, not {expected}")
+    nulls = [name for name in REQUIRED if table.column(name).null_count]
+    if nulls:
+        raise ValueError(f"column {nulls[0]} has empty rows")
 
+    def floats(name: str) -> "np.ndarray":
+        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
 
-_RESULTS_ADAPTER: Any = None
-
-
-def results_at(theory: str, columns: dict[str, list[Any]], metrics: list[dict[str, Any]]) -> list[TheoryResult]:
-    """The TheoryResults of a file's rows, validated as every result is (a tampered file is a cache
-    miss, never a bad input to the synthesizer), in one pydantic call: a validator call per row costs
-    several times more. `metrics` = each row's, already parsed."""
-    global _RESULTS_ADAPTER
-    if _RESULTS_ADAPTER is None:
-        from pydantic import TypeAdapter
-
-        _RESULTS_ADAPTER = TypeAdapter(list[TheoryResult])
-    fields = ("version", "status", "bias", "confidence", "label", "interpretation", "elapsed_ms", "message")
-    picked = [columns[FIELD_COLUMNS.get(name, name)] for name in fields]
-    names = ("theory", *fields, "metrics")
-    return _RESULTS_ADAPTER.validate_python([dict(zip(names, values)) for values in zip(repeat(theory), *picked, metrics)])
-
-
-FIELD_COLUMNS = {"version": "theory_version"}  # TheoryResult field -> column, where they differ
+    bias = floats("bias")
+    if int(np.isnan(bias).sum()) != table.column("bias").null_count:
+        raise ValueError("column bias holds NaN")
+    metrics: dict[str, np.ndarray] = {}
+    if "metric_names" in table.column_names:
+        orders = table.column("metric_names").to_pylist()
+        parsed = {order: tuple(json.loads(order)) for order in set(orders)}  # TypeError on a null order: a damaged file
+        names = [parsed[order] for order in orders]
+        for name in dict.fromkeys(name for key in parsed.values() for name in key):
+            metrics[name] = floats(METRIC + name)  # KeyError: a damaged file
+        digests = table.column("metrics_digest").to_pylist() if "metrics_digest" in table.column_names else None
+    else:
+        rows = json.loads("[" + ",".join(table.column(LEGACY_METRICS).to_pylist()) + "]")
+        names = [tuple(row) for row in rows]
+        for name in dict.fromkeys(name for key in set(names) for name in key):
+            metrics[name] = np.array([row.get(name, np.nan) for row in rows], dtype=np.float64)
+        digests = None
+    if digests is not None and any(d is None for d in digests):
+        raise ValueError("column metrics_digest has empty rows")
+    message = table.column("message")
+    return TheoryColumns(
+        theory, version=table.column("theory_version").to_pylist(), status=table.column("status").to_pylist(), bias=bias,
+        confidence=floats("confidence"), label=table.column("label").to_pylist(), interpretation=table.column("interpretation").to_pylist(),
+        message=message.to_pylist() if message.null_count < len(message) else [None] * len(message), elapsed_ms=floats("elapsed_ms"),
+        metric_names=names, metrics=metrics, digests=digests,
+    )
 
 
 class FeatureStore:
@@ -161,34 +163,37 @@ class FeatureStore:
     def _unreadable(path: Path, exc: Exception) -> None:
         get_logger(path=str(path)).warning("feature store unreadable", path=str(path), error=f"{type(exc).__name__}: {exc}")
 
-    @staticmethod
-    def _decode(table: "pa.Table", theory: str) -> list[Stored]:
-        """Every row of the table, validated; raises on a damaged or tampered one."""
-        columns = {name: table.column(name).to_pylist() for name in FIXED}
-        metrics = _metrics(table)
-        digests = table.column("metrics_digest").to_pylist() if "metrics_digest" in table.column_names else metrics_digests(metrics)
-        return [Stored(result, digest) for result, digest in zip(results_at(theory, columns, metrics), digests)]
-
-    def read_stored(
+    def read_columns(
         self, symbol: str, granularity: str, theory: str, key: str, bar_times: "np.ndarray | Sequence[int]", digests: Sequence[str],
-    ) -> dict[int, Stored]:
-        """Stored results (with their metrics digests) of the given bars whose window digest matches, by bar time (unix seconds)."""
+    ) -> tuple[list[int], TheoryColumns] | None:
+        """The stored results of the given bars whose window digest matches, as columns in the file's
+        bar-time order, with those bar times (unix seconds); None when none is stored."""
         path = self.path(symbol, granularity, theory, key)
         table = self._read_table(path)
         if table is None:
-            return {}
+            return None
         wanted = {int(t): d for t, d in zip(bar_times, digests)}
         try:
             times, windows = table.column("bar_time").to_pylist(), table.column("digest").to_pylist()
             rows = [i for i, bar_time in enumerate(times) if wanted.get(bar_time) == windows[i]]
             if not rows:
-                return {}
+                return None
             if len(rows) < len(times):
                 table = table.take(rows)
-            return dict(zip((times[i] for i in rows), self._decode(table, theory)))
+            return [times[i] for i in rows], _columns(table, theory)
         except Exception as exc:
             self._unreadable(path, exc)
+            return None
+
+    def read_stored(
+        self, symbol: str, granularity: str, theory: str, key: str, bar_times: "np.ndarray | Sequence[int]", digests: Sequence[str],
+    ) -> dict[int, Stored]:
+        """Stored results (with their metrics digests) of the given bars whose window digest matches, by bar time (unix seconds)."""
+        found = self.read_columns(symbol, granularity, theory, key, bar_times, digests)
+        if found is None:
             return {}
+        times, columns = found
+        return {t: Stored(columns.result(i), digest) for i, (t, digest) in enumerate(zip(times, columns.metrics_digests))}
 
     def read(
         self, symbol: str, granularity: str, theory: str, key: str, bar_times: "np.ndarray | Sequence[int]", digests: Sequence[str],
@@ -205,8 +210,9 @@ class FeatureStore:
         if table is None:
             return None
         try:
+            columns = _columns(table, theory)
             frame = pd.DataFrame({name: table.column(name).to_pylist() for name in FIXED})
-            frame["metrics"] = _metrics(table)
+            frame["metrics"] = [columns.metrics(i) for i in range(len(columns))]
         except Exception as exc:
             self._unreadable(path, exc)
             return None
@@ -242,7 +248,7 @@ class FeatureStore:
             if existing is not None:
                 try:
                     times, windows = existing.column("bar_time").to_pylist(), existing.column("digest").to_pylist()
-                    merged = {t: (t, w, stored.result) for t, w, stored in zip(times, windows, self._decode(existing, theory))}
+                    merged = {t: (t, w, result) for t, w, result in zip(times, windows, _columns(existing, theory).results())}
                 except Exception as exc:
                     self._unreadable(path, exc)
             merged.update((row[0], row) for row in fresh)

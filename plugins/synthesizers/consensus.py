@@ -129,8 +129,7 @@ class ConsensusSynthesizer(Synthesizer):
 
     def synthesize_batch(self, batch: SynthesisBatch) -> SynthesisColumns:
         """The rule of `synthesize` over a chunk's arrays, equal to the bit (every operation is the
-        same IEEE one, elementwise). Bars whose theories differ in order go through `synthesize`.
-        Floating-point warnings are silenced: an overflow gives NaN confidences, which V7 refuses, and
+        same IEEE one, elementwise), read from the batch's theory columns. Floating-point warnings are silenced: an overflow gives NaN confidences, which V7 refuses, and
         the chunk then goes bar by bar."""
         import numpy as np
 
@@ -141,31 +140,26 @@ class ConsensusSynthesizer(Synthesizer):
         import numpy as np
 
         cfg: ConsensusConfig = self.config
-        rows = batch.results
-        order = [r.theory for r in rows[0]] if rows else []
-        if len(set(order)) < len(order) or any([r.theory for r in row] != order for row in rows):
-            return SynthesisColumns.of([self.synthesize(batch.request(i)) for i in range(len(batch))])
-        n = len(rows)
-        columns = {name: [row[k] for row in rows] for k, name in enumerate(order)}
-        ok = {name: np.array([r.status == "ok" for r in column], dtype=bool) for name, column in columns.items()}
+        n = len(batch)
+        columns = {c.theory: c for c in batch.theories}
+        order = list(columns)
+        ok = {name: c.ok for name, c in columns.items()}
         nowhere = np.zeros(n, dtype=bool)
-
-        def floats(name: str, value) -> "np.ndarray":
-            return np.array([value(r) for r in columns[name]], dtype=np.float64)
 
         regime = ok.get(cfg.regime_theory, nowhere)
         factor = np.ones(n)
         if cfg.regime_theory in columns:
             reading = {"trending": cfg.trend_follow, "mean_reverting": -cfg.mean_reversion_fade}
-            factor = np.where(regime, floats(cfg.regime_theory, lambda r: reading.get(r.label, cfg.random_walk_damping)), 1.0)
+            labels = columns[cfg.regime_theory].label
+            factor = np.where(regime, np.array([reading.get(label, cfg.random_walk_damping) for label in labels], dtype=np.float64), 1.0)
         score, total = np.zeros(n), np.zeros(n)
         for name in order:
             if name == cfg.regime_theory:
                 continue
-            bias = floats(name, lambda r: np.nan if r.bias is None else r.bias)
+            bias = columns[name].bias  # NaN where the result has no bias
             active = ok[name] & ~np.isnan(bias)
             weight = cfg.weights.get(name, cfg.default_weight)
-            term = weight * bias * floats(name, lambda r: r.confidence)
+            term = weight * bias * columns[name].confidence
             if name in cfg.momentum_theories:
                 term = term * factor
             total = total + np.where(active, weight, 0.0)
@@ -175,7 +169,7 @@ class ConsensusSynthesizer(Synthesizer):
 
         trust, entropy, shrinks = np.ones(n), np.full(n, np.nan), nowhere
         if cfg.entropy_theory in columns:
-            entropy = floats(cfg.entropy_theory, lambda r: r.metrics.get("entropy", np.nan))
+            entropy = columns[cfg.entropy_theory].metric("entropy")
             shrinks = ok[cfg.entropy_theory] & (entropy > cfg.entropy_floor)
             trust = np.where(shrinks, 1.0 - cfg.entropy_penalty * (entropy - cfg.entropy_floor) / (1.0 - cfg.entropy_floor), 1.0)
 
@@ -183,12 +177,12 @@ class ConsensusSynthesizer(Synthesizer):
         sell = ~buy & (score <= -cfg.sell_threshold)
         veto, var, has_var, risk_confidence = nowhere, np.full(n, np.nan), nowhere, np.zeros(n)
         if cfg.risk_theory in columns:
-            var = floats(cfg.risk_theory, lambda r: r.metrics.get("var", np.nan))
-            has_var = np.array(["var" in r.metrics for r in columns[cfg.risk_theory]], dtype=bool)
-            labelled = np.array([r.label in cfg.veto_labels for r in columns[cfg.risk_theory]], dtype=bool)
+            risk = columns[cfg.risk_theory]
+            var, has_var = risk.metric("var"), risk.has_metric("var")
+            labelled = np.array([label in cfg.veto_labels for label in risk.label], dtype=bool)
             too_risky = var > cfg.max_var if cfg.max_var is not None else nowhere
             veto = ok[cfg.risk_theory] & (buy | sell) & ~undirected & (labelled | too_risky)
-            risk_confidence = floats(cfg.risk_theory, lambda r: r.confidence)
+            risk_confidence = risk.confidence
 
         trade = np.minimum(1.0, np.abs(score)) * trust
         threshold = np.where(score >= 0, cfg.buy_threshold, cfg.sell_threshold)
@@ -201,9 +195,10 @@ class ConsensusSynthesizer(Synthesizer):
         rules = [("no directional theory", "risk veto", "buy threshold", "sell threshold", "no-trade band")[c] for c in case]
         reasons: list[str] = []
         if batch.reasoning:
-            regime_labels = [r.label for r in columns[cfg.regime_theory]] if cfg.regime_theory in columns else [""] * n
-            risk_labels = [r.label for r in columns[cfg.risk_theory]] if cfg.risk_theory in columns else [""] * n
-            for i, row in enumerate(rows):
+            regime_labels = columns[cfg.regime_theory].label if cfg.regime_theory in columns else [""] * n
+            risk_labels = columns[cfg.risk_theory].label if cfg.risk_theory in columns else [""] * n
+            failing = [(name, ~ok[name]) for name in order]
+            for i in range(n):
                 if undirected[i]:
                     reasons.append("No directional theory answered; holding.")
                     continue
@@ -215,7 +210,7 @@ class ConsensusSynthesizer(Synthesizer):
                 if veto[i]:
                     shown = f"VaR {var[i]:.2%}" if has_var[i] else "VaR n/a"
                     notes.append(f"{'BUY' if buy[i] else 'SELL'} vetoed by {risk_labels[i]} risk ({shown})")
-                failed = [r.theory for r in row if not r.ok]
+                failed = [name for name, bad in failing if bad[i]]
                 if failed:
                     notes.append(f"without {', '.join(failed)}")
                 reasons.append("; ".join(notes) + ".")

@@ -71,8 +71,9 @@ _EXPORTS: dict[str, str] = {
     "Signal": "v7.core.models",
     "Synthesis": "v7.core.models",
     "SynthesisRequest": "v7.core.models",
-    "SynthesisBatch": "v7.core.models",
-    "SynthesisColumns": "v7.core.models",
+    "SynthesisBatch": "v7.core.synthesis_batch",
+    "SynthesisColumns": "v7.core.synthesis_batch",
+    "TheoryColumns": "v7.core.theory_columns",
     "TheoryFinding": "v7.core.models",
     "TheoryResult": "v7.core.models",
     "TokenUsage": "v7.core.models",
@@ -115,8 +116,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from v7.core.numbers import quantile
     from v7.core.models import (
         GRANULARITY_SECONDS, Candle, CandleSeries, CostEstimate, Direction, MarketContext, PromptRequest, RunInfo, RunProblem, Signal,
-        Synthesis, SynthesisBatch, SynthesisColumns, SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage, count_gaps, granularity_seconds,
+        Synthesis, SynthesisRequest, TheoryFinding, TheoryResult, TokenUsage, count_gaps, granularity_seconds,
     )
+    from v7.core.synthesis_batch import SynthesisBatch, SynthesisColumns
+    from v7.core.theory_columns import TheoryColumns
     from v7.core.reading import RunRecord, SignalQuery, SignalReader, StoredBacktest, StoredSignal
     from v7.core.series_checks import SeriesConfig, log_returns, window_closes
     from v7.core.timefmt import format_utc, parse_utc, unix_seconds

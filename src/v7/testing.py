@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
     from v7.core.components import Synthesizer, Theory
-    from v7.core.models import CandleSeries, Signal, SynthesisBatch, TheoryResult
+    from v7.core.models import CandleSeries, Signal, TheoryResult
+    from v7.core.synthesis_batch import SynthesisBatch
     from v7.core.registry import Registry
 
 BUNDLED_SYMBOLS = ("BTC-USD", "ETH-USD")
@@ -180,7 +181,7 @@ def assert_synthesis_batch_matches(synthesizer: "Synthesizer", batch: "Synthesis
     """Assert that `synthesizer.synthesize_batch(batch)` answers, at every bar, exactly what
     `synthesize(batch.request(i))` answers: direction, confidence (to the bit, sign of zero
     included), rule, payoff and (when the batch asks for it) reasoning. Returns how many bars were compared."""
-    from v7.core.models import SynthesisColumns
+    from v7.core.synthesis_batch import SynthesisColumns
 
     columns = SynthesisColumns.model_validate(synthesizer.synthesize_batch(batch).model_dump())
     assert len(columns.direction) == len(batch), f"{synthesizer.name}: synthesize_batch answered {len(columns.direction)} bars of {len(batch)}"

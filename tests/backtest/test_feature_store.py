@@ -319,6 +319,56 @@ def test_a_parquet_file_holding_impossible_values_is_a_cache_miss(counting_regis
     assert [s.theories[0].confidence for s in second.signals["BTC-USD"]] == [s.theories[0].confidence for s in first.signals["BTC-USD"]]
 
 
+def _tampered(table, column, change):
+    import pyarrow as pa
+
+    values = table.column(column).to_pylist()
+    values, kind = change(values)
+    return table.set_column(table.schema.get_field_index(column), pa.field(column, kind or table.schema.field(column).type), [values])
+
+
+@pytest.mark.parametrize("column, change, named", [
+    ("status", lambda v: (v[:1] + ["maybe"] + v[2:], None), "status"),
+    ("bias", lambda v: (v[:1] + [math.nan] + v[2:], None), "bias"),
+    ("bias", lambda v: ([None if x is None else str(x) for x in v], "string"), "bias"),
+    ("label", lambda v: (v[:1] + [None] + v[2:], None), "label"),
+    ("elapsed_ms", lambda v: (v[:1] + [None] + v[2:], None), "elapsed_ms"),
+    ("metric_names", lambda v: (v[:1] + ['["change","gone"]'] + v[2:], None), "gone"),
+    ("metrics_digest", lambda v: (v[:1] + [None] + v[2:], None), "metrics_digest"),
+])
+def test_a_file_holding_what_no_result_could_hold_is_a_miss_naming_the_column(tmp_path, column, change, named):
+    import pyarrow.parquet as pq
+
+    store = FeatureStore(tmp_path)
+    rows = [(3600 * k, f"d{k}", TheoryResult(theory="t", version="1", status="ok", bias=0.1 * k, confidence=0.5, label="up",
+                                              metrics={"change": 0.01 * k})) for k in range(1, 4)]
+    store.write("BTC-USD", "1h", "t", "k", rows)
+    path = store.path("BTC-USD", "1h", "t", "k")
+    assert store.read_columns("BTC-USD", "1h", "t", "k", [3600, 7200, 10800], ["d1", "d2", "d3"]) is not None
+    pq.write_table(_tampered(pq.read_table(path), column, change), path)
+    with structlog.testing.capture_logs() as events:
+        assert store.read_columns("BTC-USD", "1h", "t", "k", [3600, 7200, 10800], ["d1", "d2", "d3"]) is None
+    [event] = [e for e in events if e["event"] == "feature store unreadable"]
+    assert event["path"] == str(path) and named in event["error"]
+
+
+def test_rescoring_makes_no_theory_result_per_stored_result(counting_registry, btc, tmp_path, calls, monkeypatch):
+    """The stored columns go to the batch synthesizer as they are: a TheoryResult is made only where sizing
+    reads the risk theory's tail, at bars that trade."""
+    from v7.core.theory_columns import TheoryColumns
+
+    config = counting_config(counting_registry, tmp_path, calls, backtest={"step": 1})
+    first = run_backtest(config, counting_registry, histories={"BTC-USD": btc})
+    made = []
+    real = TheoryColumns.result
+    monkeypatch.setattr(TheoryColumns, "result", lambda self, i: made.append(i) or real(self, i))
+    second = run_backtest(config, counting_registry, settings=resolve_settings(config, horizon=6), histories={"BTC-USD": btc})
+    trading = sum(1 for s in second.signals["BTC-USD"] if s.direction in ("BUY", "SELL"))
+    assert second.result.bars == first.result.bars > 100 and 0 < trading < second.result.bars
+    assert len(made) <= trading
+    assert [s.theories for s in second.signals["BTC-USD"]] == [s.theories for s in first.signals["BTC-USD"]]
+
+
 def test_an_empty_feature_cache_setting_writes_nothing(counting_registry, btc, tmp_path, calls, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = counting_config(counting_registry, tmp_path, calls, cache="")
