@@ -73,11 +73,16 @@ class TheoryColumns:
             if rows.size:
                 raise ValueError(f"theory {self.theory!r}: column {column} at bar {int(rows[0])}: {why}")
 
+        # Each check looks at the set of values (or of their types) first: a pass over C-level maps, not a Python loop per bar.
         allowed = set(get_args(TheoryStatus))
-        bad("status", [s not in allowed for s in self.status], f"must be one of {sorted(allowed)}")
+        if not set(self.status) <= allowed:
+            bad("status", [s not in allowed for s in self.status], f"must be one of {sorted(allowed)}")
         for column in ("version", "label", "interpretation"):
-            bad(column, [not isinstance(v, str) for v in getattr(self, column)], "must be a string")
-        bad("message", [v is not None and not isinstance(v, str) for v in self.message], "must be a string or None")
+            values = getattr(self, column)
+            if not set(map(type, values)) <= {str}:
+                bad(column, [type(v) is not str for v in values], "must be a string")
+        if not set(map(type, self.message)) <= {str, type(None)}:
+            bad("message", [v is not None and type(v) is not str for v in self.message], "must be a string or None")
         bad("bias", ~np.isnan(self.bias) & ~((self.bias >= -1.0) & (self.bias <= 1.0)), "must lie in [-1, 1] (or be None)")
         bad("confidence", ~((self.confidence >= 0.0) & (self.confidence <= 1.0)), "must lie in [0, 1]")
         for names in set(self.metric_names):

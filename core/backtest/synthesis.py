@@ -128,13 +128,15 @@ def batch_signals(
     name, settings, granularity = synthesizer.name, pipeline.config.sizing, history.granularity
     close, stamps = history.close, history.timestamp[indices[0]:indices[-1] + 1].tolist()
     prices = close[indices[0]:indices[-1] + 1].tolist()
+    # Sizing reads only the tail of the theories declaring `loss_metrics` (`tail_loss`): only their results are made.
+    risky = [c for c, theory in zip(columns, pipeline.theories) if type(theory).loss_metrics]
     out = []
     for i, t in enumerate(indices):
         direction, confidence = answers.direction[i], answers.confidence[i]
         position, limit = 0.0, settings.max_position
         if flat_rule(direction, settings) is None:  # sized from the closes the theories saw, up to t
             sized = size_answer(
-                pipeline, history.symbol, direction, confidence, name, [c.result(i) for c in columns], close[max(0, t + 1 - lookback):t + 1],
+                pipeline, history.symbol, direction, confidence, name, [c.result(i) for c in risky], close[max(0, t + 1 - lookback):t + 1],
                 granularity, answers.payoff[i] if answers.payoff else None,
             )
             position, limit = sized.position, limit_of(sized.loss_limit, settings)
