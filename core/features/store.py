@@ -18,7 +18,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..files import create_private
 from ..logs import get_logger
@@ -37,13 +37,6 @@ COLUMNS = (*FIXED, "metric_names", "metrics_digest")
 METRIC = "metric."  # prefix of a metric's column
 LEGACY_METRICS = "metrics"  # the first format's column: each row's metrics as JSON text
 _TYPES = {"bar_time": "int64", "bias": "float64", "confidence": "float64", "elapsed_ms": "float64"}  # the rest: string
-
-
-class Stored(NamedTuple):
-    """A stored result and the digest of its metrics (`metrics_digest`), read together."""
-
-    result: TheoryResult
-    metrics_digest: str
 
 
 def _table(rows: "Sequence[tuple[int, str, TheoryResult]]") -> "pa.Table":
@@ -185,21 +178,12 @@ class FeatureStore:
             self._unreadable(path, exc)
             return None
 
-    def read_stored(
-        self, symbol: str, granularity: str, theory: str, key: str, bar_times: "np.ndarray | Sequence[int]", digests: Sequence[str],
-    ) -> dict[int, Stored]:
-        """Stored results (with their metrics digests) of the given bars whose window digest matches, by bar time (unix seconds)."""
-        found = self.read_columns(symbol, granularity, theory, key, bar_times, digests)
-        if found is None:
-            return {}
-        times, columns = found
-        return {t: Stored(columns.result(i), digest) for i, (t, digest) in enumerate(zip(times, columns.metrics_digests))}
-
     def read(
         self, symbol: str, granularity: str, theory: str, key: str, bar_times: "np.ndarray | Sequence[int]", digests: Sequence[str],
     ) -> dict[int, TheoryResult]:
         """Stored results of the given bars whose window digest matches, by bar time (unix seconds)."""
-        return {t: stored.result for t, stored in self.read_stored(symbol, granularity, theory, key, bar_times, digests).items()}
+        found = self.read_columns(symbol, granularity, theory, key, bar_times, digests)
+        return {} if found is None else dict(zip(found[0], found[1].results()))
 
     def frame(self, symbol: str, granularity: str, theory: str, key: str) -> "pd.DataFrame | None":
         """Every stored row of one file, metrics parsed into a dict column; None when there is none."""

@@ -144,10 +144,11 @@ def test_metrics_in_their_own_order_per_row_and_their_digests_come_back(tmp_path
     rows = [(3600 * (i + 1), f"d{i}", TheoryResult(theory="t", version="1", status="ok", confidence=0.5, label="x", interpretation="i", metrics=m))
             for i, m in enumerate(shapes)]
     store.write("BTC-USD", "1h", "t", "k", rows)
-    back = store.read_stored("BTC-USD", "1h", "t", "k", [t for t, _, _ in rows], [d for _, d, _ in rows])
-    for bar_time, _, original in rows:
-        assert list(back[bar_time].result.metrics.items()) == list(original.metrics.items())
-        assert back[bar_time].metrics_digest == metrics_digest(original.metrics)
+    times, columns = store.read_columns("BTC-USD", "1h", "t", "k", [t for t, _, _ in rows], [d for _, d, _ in rows])
+    assert times == [t for t, _, _ in rows]
+    for i, (_, _, original) in enumerate(rows):
+        assert list(columns.result(i).metrics.items()) == list(original.metrics.items())
+        assert columns.metrics_digests[i] == metrics_digest(original.metrics)
 
 
 def test_a_file_of_the_first_format_is_read_and_rewritten_in_the_current_one(tmp_path):
