@@ -40,10 +40,8 @@ class TheoryColumns:
         self.theory = theory
         self.version, self.status, self.label = list(version), list(status), list(label)
         self.interpretation, self.message, self.metric_names = list(interpretation), list(message), list(metric_names)
-        self.bias = np.asarray(bias, dtype=np.float64)
-        self.confidence = np.asarray(confidence, dtype=np.float64)
-        self.elapsed_ms = np.asarray(elapsed_ms, dtype=np.float64)
-        self._metrics = {name: np.asarray(values, dtype=np.float64) for name, values in metrics.items()}
+        self.bias, self.confidence, self.elapsed_ms = _frozen(bias), _frozen(confidence), _frozen(elapsed_ms)
+        self._metrics = {name: _frozen(values) for name, values in metrics.items()}
         self._digests = None if digests is None else list(digests)
         self._results = None if results is None else list(results)
         self._check()
@@ -188,8 +186,8 @@ class TheoryColumns:
         for name in ("version", "status", "label", "interpretation", "message", "metric_names"):
             column = getattr(self, name)
             setattr(new, name, [column[i] for i in rows])
-        new.bias, new.confidence, new.elapsed_ms = self.bias[index], self.confidence[index], self.elapsed_ms[index]
-        new._metrics = {name: values[index] for name, values in self._metrics.items()}
+        new.bias, new.confidence, new.elapsed_ms = _frozen(self.bias[index]), _frozen(self.confidence[index]), _frozen(self.elapsed_ms[index])
+        new._metrics = {name: _frozen(values[index]) for name, values in self._metrics.items()}
         new._digests = None if self._digests is None else [self._digests[i] for i in rows]
         new._results = None if self._results is None else [self._results[i] for i in rows]
         new._ok = self._ok[index]
@@ -201,6 +199,15 @@ class TheoryColumns:
     def __reduce__(self) -> tuple:
         """Pickled as its columns (forked and Dask workers get the stored results this way)."""
         return (_rebuild, (self.theory, {name: getattr(self, name) for name in self.__slots__ if name != "theory"}))
+
+
+def _frozen(values: Any) -> "np.ndarray":
+    """A read-only float64 view: a batch path that wrote into a column would change what sizing and others read after it."""
+    import numpy as np
+
+    view = np.asarray(values, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
 
 
 def _rebuild(theory: str, state: dict[str, Any]) -> TheoryColumns:

@@ -84,7 +84,10 @@ def _columns(table: "pa.Table", theory: str) -> TheoryColumns:
         raise ValueError(f"column {nulls[0]} has empty rows")
 
     def floats(name: str) -> "np.ndarray":
-        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+        column = table.column(name)
+        if str(column.type) == "null":  # every row empty (None), as an older writer could leave it
+            return np.full(len(column), np.nan)
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
     bias = floats("bias")
     if int(np.isnan(bias).sum()) != table.column("bias").null_count:
@@ -105,11 +108,10 @@ def _columns(table: "pa.Table", theory: str) -> TheoryColumns:
         digests = None
     if digests is not None and any(d is None for d in digests):
         raise ValueError("column metrics_digest has empty rows")
-    message = table.column("message")
     return TheoryColumns(
         theory, version=table.column("theory_version").to_pylist(), status=table.column("status").to_pylist(), bias=bias,
         confidence=floats("confidence"), label=table.column("label").to_pylist(), interpretation=table.column("interpretation").to_pylist(),
-        message=message.to_pylist() if message.null_count < len(message) else [None] * len(message), elapsed_ms=floats("elapsed_ms"),
+        message=table.column("message").to_pylist(), elapsed_ms=floats("elapsed_ms"),
         metric_names=names, metrics=metrics, digests=digests,
     )
 

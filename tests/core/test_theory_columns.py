@@ -115,3 +115,15 @@ def test_columns_of_unequal_length_a_named_metric_without_values_and_a_foreign_r
         TheoryColumns("monte_carlo", **{**base, "metric_names": [("var", "cvar")] * 5})
     with pytest.raises(ValueError, match="bar 0's result is theory 'monte_carlo', not 'hurst'"):
         TheoryColumns.of("hurst", results)
+
+
+def test_the_arrays_are_read_only_and_the_callers_stay_writable():
+    bias = np.array([0.5, -0.5])
+    columns = TheoryColumns(
+        "t", version=["1", "1"], status=["ok", "ok"], bias=bias, confidence=np.array([0.1, 0.2]), label=["a", "b"],
+        interpretation=["", ""], message=[None, None], elapsed_ms=np.zeros(2), metric_names=[("var",), ()], metrics={"var": np.array([0.1, np.nan])},
+    )
+    for array in (columns.bias, columns.confidence, columns.metric("var"), columns.take([1, 0]).bias, columns.take([0]).metric("var")):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0.0
+    bias[0] = 0.25  # the caller's own array is not frozen
