@@ -176,12 +176,12 @@ class Pipeline:
             try:
                 context = self.feeds[name].fetch_context(symbol)
                 if context is not None:
-                    self.problems.ok("feed_failing", name, symbol)
+                    self.problems.ok("feed_failing", name, symbol, what="context")
                     return context, None
                 errors.append(f"{name}: no context for {symbol}")
             except Exception as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                self.problems.failed("feed_failing", name, f"{type(exc).__name__}: {exc}", symbol)
+                self.problems.failed("feed_failing", name, f"{type(exc).__name__}: {exc}", symbol, what="context")
         return None, ("; ".join(errors) or None)
 
     def fetch(self, symbol: str) -> "Fetched | None":
@@ -201,9 +201,9 @@ class Pipeline:
             raise
         except Exception as exc:
             log.error("feed failed; symbol skipped this iteration", plugin=feed.name, error=f"{type(exc).__name__}: {exc}")
-            self.problems.failed("feed_failing", feed.name, f"{type(exc).__name__}: {exc}", symbol)
+            self.problems.failed("feed_failing", feed.name, f"{type(exc).__name__}: {exc}", symbol, what="candles")
             return None
-        self.problems.ok("feed_failing", feed.name, symbol)
+        self.problems.ok("feed_failing", feed.name, symbol, what="candles")
         if candles is None or len(candles) == 0:
             log.warning("feed returned no usable candles; symbol skipped this iteration", plugin=feed.name)
             return None

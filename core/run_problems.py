@@ -27,30 +27,33 @@ synthesizer tells the run, through `SynthesisFailed(reason)`, that it stopped fo
 
 
 class RunProblems:
-    """Streaks of run problems per (kind, plugin, symbol), and the notices waiting for `deliver`."""
+    """Streaks of run problems per (kind, plugin, symbol, what), and the notices waiting for `deliver`.
+
+    `what` tells apart the jobs one plugin does for a symbol (a feed's "candles" and "context"): a
+    good candle fetch does not end a streak of failing context fetches."""
 
     def __init__(self, sinks: "list[Sink] | None" = None, run_id: str | None = None, synthesizer: str | None = None) -> None:
         self.sinks = [sink for sink in sinks or [] if sink.supports("notice")]
         self.enabled = bool(self.sinks)
         self.run_id, self.synthesizer = run_id, synthesizer
-        self._streaks: dict[tuple[str, str, str | None], int] = {}
+        self._streaks: dict[tuple[str, str, str | None, str], int] = {}
         self._waiting: list[RunProblem] = []
         self._lock = threading.Lock()
 
-    def failed(self, kind: ProblemKind, plugin: str, message: str, symbol: str | None = None) -> None:
+    def failed(self, kind: ProblemKind, plugin: str, message: str, symbol: str | None = None, what: str = "") -> None:
         """One more occurrence in a row; the notice goes out at the next `deliver`."""
         if not self.enabled:
             return
         with self._lock:
-            key = (kind, plugin, symbol)
+            key = (kind, plugin, symbol, what)
             self._streaks[key] = count = self._streaks.get(key, 0) + 1
             self._waiting.append(RunProblem(kind=kind, plugin=plugin, symbol=symbol, message=message, count=count, run_id=self.run_id))
 
-    def ok(self, kind: ProblemKind, plugin: str, symbol: str | None = None) -> None:
+    def ok(self, kind: ProblemKind, plugin: str, symbol: str | None = None, what: str = "") -> None:
         """The problem is over: the next occurrence starts a new streak."""
         if self.enabled and self._streaks:
             with self._lock:
-                self._streaks.pop((kind, plugin, symbol), None)
+                self._streaks.pop((kind, plugin, symbol, what), None)
 
     def synthesized(self, signal: "Signal") -> None:
         """Whether the signal's synthesizer had to hand over because its budget was reached."""

@@ -276,6 +276,32 @@ def test_a_market_context_feed_failing_iterations_in_a_row_is_a_run_problem(tmp_
     assert problems[0]["message"].startswith("feed deadcontext failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context API did not answer")
 
 
+BOTH_PLUGINS = CONTEXT_PLUGINS.replace("        register(DeadContext)\n", "        register(DeadContext)\n        register(Both)\n") + """
+    class Both(FlakyFeed):
+        '''Candles that always arrive and a market context that never does, from one feed.'''
+        name = "both"
+        provides = frozenset({"candles", "context"})
+
+        def fetch_context(self, symbol):
+            raise TimeoutError("the context endpoint did not answer")
+"""
+
+
+def test_a_feed_whose_candles_arrive_but_whose_context_fails_is_still_a_run_problem(tmp_path, hook):
+    """Its good candle fetches do not end the streak of failing context fetches: they are different jobs."""
+    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": BOTH_PLUGINS})
+    config = CONFIG.replace('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-USD"]').replace('use = "broke"', 'use = "consensus"')
+    config = config.replace('enabled = ["flaky"]', 'enabled = ["both"]\ncandles = "both"\ncontext = ["both"]')
+    (tmp_path / "config.toml").write_text(config.replace('enabled = ["spooler", "notify"]', 'enabled = ["notify"]'))
+
+    done = run_v7("run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path, extra_path=site, env={"V7_NOTIFY_URLS": hook.channel("/good")})
+    assert done.returncode == 0, done.stderr
+    assert [b["title"] for b in hook.bodies("/good")].count("V7 BUY BTC-USD") == 4  # the candles did arrive
+    problems = [b for b in hook.bodies("/good") if b["title"] == "V7 problem: feed failing"]
+    assert len(problems) == 1, problems
+    assert problems[0]["message"].startswith("feed both failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context endpoint did not answer")
+
+
 def test_config_show_hides_tokens_inside_notification_urls(tmp_path):
     (tmp_path / "config.toml").write_text(
         '[sinks]\nenabled = ["sqlite", "notify"]\n[sinks.notify]\n'
