@@ -96,7 +96,7 @@ def parse_symbols(value: str | None, option: str = "--symbols") -> list[str] | N
     """`BTC-USD,ETH-USD` as a list (None when not given); exits naming the option on bad or repeated symbols."""
     if value is None:
         return None
-    from ..config import SYMBOL_PATTERN
+    from ..config_sections import SYMBOL_PATTERN
 
     chosen = [s.strip() for s in value.split(",") if s.strip()]
     bad = [s for s in chosen if not SYMBOL_PATTERN.match(s)]
