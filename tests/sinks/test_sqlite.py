@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import shutil
 import threading
 import time
 from pathlib import Path
