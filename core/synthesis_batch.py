@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, model_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PrivateAttr, model_validator
 
 from .models import CandleSeries, Direction, Synthesis, SynthesisRequest, TheoryResult
 from .theory_columns import TheoryColumns
@@ -30,6 +30,7 @@ class SynthesisBatch(BaseModel):
     lookback: int = Field(ge=1)
     theories: list[InstanceOf[TheoryColumns]]
     reasoning: bool = Field(default=True, description="False when the caller keeps no reasoning (a backtest): it may be left empty")
+    _rows: list[list[TheoryResult]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -37,6 +38,8 @@ class SynthesisBatch(BaseModel):
         """`results=` (a list of TheoryResults per bar) becomes one column per theory."""
         if not isinstance(data, dict) or "results" not in data:
             return data
+        if "theories" in data:
+            raise ValueError("give the bars' results as theories (columns) or as results (rows), not both")
         data = dict(data)
         rows = [[r if isinstance(r, TheoryResult) else TheoryResult.model_validate(r) for r in row] for row in data.pop("results")]
         order = [r.theory for r in rows[0]] if rows else []
@@ -67,10 +70,12 @@ class SynthesisBatch(BaseModel):
 
     @property
     def results(self) -> list[list[TheoryResult]]:
-        """Each bar's TheoryResults (config order), made from the columns once."""
-        from .theory_columns import rows_of
+        """Each bar's TheoryResults (config order), made from the columns on first use and kept."""
+        if self._rows is None:
+            from .theory_columns import rows_of
 
-        return rows_of(self.theories, len(self.ends))
+            self._rows = rows_of(self.theories, len(self.ends))
+        return self._rows
 
     def request(self, i: int) -> SynthesisRequest:
         """Bar i as the request `synthesize` would get (no prompt, no market context)."""

@@ -38,14 +38,14 @@ class TheoryColumns:
         import numpy as np
 
         self.theory = theory
-        self.version, self.status, self.label = list(version), list(status), list(label)
-        self.interpretation, self.message, self.metric_names = list(interpretation), list(message), list(metric_names)
-        self.bias, self.confidence, self.elapsed_ms = _frozen(bias), _frozen(confidence), _frozen(elapsed_ms)
-        self._metrics = {name: _frozen(values) for name, values in metrics.items()}
-        self._digests = None if digests is None else list(digests)
-        self._results = None if results is None else list(results)
+        self.version, self.status, self.label = tuple(version), tuple(status), tuple(label)
+        self.interpretation, self.message, self.metric_names = tuple(interpretation), tuple(message), tuple(metric_names)
+        self.bias, self.confidence, self.elapsed_ms = _frozen(bias, True), _frozen(confidence, True), _frozen(elapsed_ms, True)
+        self._metrics = {name: _frozen(values, True) for name, values in metrics.items()}
+        self._digests = None if digests is None else tuple(digests)
+        self._results = None if results is None else tuple(results)
         self._check()
-        self._ok = np.fromiter((s == "ok" for s in self.status), dtype=bool, count=len(self.status))
+        self._ok = _frozen(np.fromiter((s == "ok" for s in self.status), dtype=bool, count=len(self.status)))
 
     def _check(self) -> None:
         import numpy as np
@@ -63,6 +63,8 @@ class TheoryColumns:
         if self._results is not None:
             sized["results"] = self._results
         for column, values in sized.items():
+            if getattr(values, "ndim", 1) != 1:
+                raise ValueError(f"theory {self.theory!r}: column {column} is {values.ndim}-dimensional, not a value per bar")
             if len(values) != n:
                 raise ValueError(f"theory {self.theory!r}: column {column} has {len(values)} bars, status has {n}")
 
@@ -83,8 +85,10 @@ class TheoryColumns:
             bad("message", [v is not None and type(v) is not str for v in self.message], "must be a string or None")
         bad("bias", ~np.isnan(self.bias) & ~((self.bias >= -1.0) & (self.bias <= 1.0)), "must lie in [-1, 1] (or be None)")
         bad("confidence", ~((self.confidence >= 0.0) & (self.confidence <= 1.0)), "must lie in [0, 1]")
+        if not set(map(type, self.metric_names)) <= {tuple}:
+            bad("metric_names", [type(names) is not tuple for names in self.metric_names], "must be a tuple of metric names")
         for names in set(self.metric_names):
-            if not isinstance(names, tuple) or not all(isinstance(name, str) for name in names):
+            if not all(type(name) is str for name in names):
                 raise ValueError(f"theory {self.theory!r}: metric names {names!r} are not a tuple of strings")
             missing = [name for name in names if name not in self._metrics]
             if missing:
@@ -148,13 +152,13 @@ class TheoryColumns:
         return {name: float(self._metrics[name][i]) for name in self.metric_names[i]}
 
     @property
-    def metrics_digests(self) -> list[str]:
+    def metrics_digests(self) -> tuple[str, ...]:
         """Each bar's `metrics_digest` (core/features/keys.py), computed a column at a time when first asked for."""
         if self._digests is None:
             from .features.keys import metrics_digests
 
             made = self._results
-            self._digests = metrics_digests([r.metrics for r in made] if made is not None else [self.metrics(i) for i in range(len(self))])
+            self._digests = tuple(metrics_digests([r.metrics for r in made] if made is not None else [self.metrics(i) for i in range(len(self))]))
         return self._digests
 
     def result(self, i: int) -> "TheoryResult":
@@ -170,10 +174,10 @@ class TheoryColumns:
             metrics=self.metrics(i), elapsed_ms=float(self.elapsed_ms[i]), message=self.message[i],
         )
 
-    def results(self) -> "list[TheoryResult]":
+    def results(self) -> "tuple[TheoryResult, ...]":
         """Every bar's TheoryResult, in bar order (made once, then kept)."""
         if self._results is None:
-            self._results = [self.result(i) for i in range(len(self))]
+            self._results = tuple([self.result(i) for i in range(len(self))])
         return self._results
 
     def take(self, rows: Sequence[int]) -> "TheoryColumns":
@@ -185,12 +189,12 @@ class TheoryColumns:
         new.theory = self.theory
         for name in ("version", "status", "label", "interpretation", "message", "metric_names"):
             column = getattr(self, name)
-            setattr(new, name, [column[i] for i in rows])
+            setattr(new, name, tuple([column[i] for i in rows]))
         new.bias, new.confidence, new.elapsed_ms = _frozen(self.bias[index]), _frozen(self.confidence[index]), _frozen(self.elapsed_ms[index])
         new._metrics = {name: _frozen(values[index]) for name, values in self._metrics.items()}
-        new._digests = None if self._digests is None else [self._digests[i] for i in rows]
-        new._results = None if self._results is None else [self._results[i] for i in rows]
-        new._ok = self._ok[index]
+        new._digests = None if self._digests is None else tuple([self._digests[i] for i in rows])
+        new._results = None if self._results is None else tuple([self._results[i] for i in rows])
+        new._ok = _frozen(self._ok[index])
         return new  # already checked: a subset of checked columns
 
     def __repr__(self) -> str:
@@ -201,13 +205,15 @@ class TheoryColumns:
         return (_rebuild, (self.theory, {name: getattr(self, name) for name in self.__slots__ if name != "theory"}))
 
 
-def _frozen(values: Any) -> "np.ndarray":
-    """A read-only float64 view: a batch path that wrote into a column would change what sizing and others read after it."""
+def _frozen(values: Any, copy: bool = False) -> "np.ndarray":
+    """A read-only array (float64 unless boolean), copied when it may be the caller's: a batch path (or
+    the caller) writing into a checked column would change what sizing and others read after it."""
     import numpy as np
 
-    view = np.asarray(values, dtype=np.float64).view()
-    view.flags.writeable = False
-    return view
+    dtype = bool if getattr(values, "dtype", None) == bool else np.float64
+    array = np.array(values, dtype=dtype) if copy else np.asarray(values, dtype=dtype).view()
+    array.flags.writeable = False
+    return array
 
 
 def _rebuild(theory: str, state: dict[str, Any]) -> TheoryColumns:
@@ -215,6 +221,8 @@ def _rebuild(theory: str, state: dict[str, Any]) -> TheoryColumns:
     new.theory = theory
     for name, value in state.items():
         setattr(new, name, value)
+    new.bias, new.confidence, new.elapsed_ms, new._ok = _frozen(new.bias), _frozen(new.confidence), _frozen(new.elapsed_ms), _frozen(new._ok)
+    new._metrics = {name: _frozen(values) for name, values in new._metrics.items()}
     return new
 
 

@@ -99,9 +99,16 @@ def _columns(table: "pa.Table", theory: str) -> TheoryColumns:
         names = [parsed[order] for order in orders]
         for name in dict.fromkeys(name for key in parsed.values() for name in key):
             metrics[name] = floats(METRIC + name)  # KeyError: a damaged file
+            column = table.column(METRIC + name)
+            if column.null_count:  # empty where no row names it; a row naming it with no value is damaged
+                named = np.fromiter((name in key for key in names), dtype=bool, count=len(names))
+                if (named & np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)).any():
+                    raise ValueError(f"column {METRIC + name} is empty in a row that names it")
         digests = table.column("metrics_digest").to_pylist() if "metrics_digest" in table.column_names else None
     else:
         rows = json.loads("[" + ",".join(table.column(LEGACY_METRICS).to_pylist()) + "]")
+        if any(value is None for row in rows for value in row.values()):
+            raise ValueError(f"column {LEGACY_METRICS} holds an empty metric")
         names = [tuple(row) for row in rows]
         for name in dict.fromkeys(name for key in set(names) for name in key):
             metrics[name] = np.array([row.get(name, np.nan) for row in rows], dtype=np.float64)

@@ -172,6 +172,29 @@ def test_a_file_of_the_first_format_is_read_and_rewritten_in_the_current_one(tmp
     assert back[3600].metrics["hurst"] == 0.3 and math.isnan(back[3600].metrics["nan"]) and back[7200].label == "y"
 
 
+@pytest.mark.parametrize("metrics, named", [
+    (['{"change":[0.1,0.2]}', '{"change":[0.3,0.4]}'], "dimensional"),  # the same shape in every row: numpy would make a matrix
+    (['{"change":null}', '{"change":0.1}'], "empty metric"),
+    (['{"change":"high"}', '{"change":0.1}'], "ValueError"),
+])
+def test_a_first_format_file_whose_metrics_no_result_could_hold_is_a_miss(tmp_path, metrics, named):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = FeatureStore(tmp_path)
+    path = store.path("BTC-USD", "1h", "t", "k")
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({
+        "bar_time": [3600, 7200], "digest": ["d1", "d2"], "status": ["ok", "ok"], "bias": [0.25, 0.5], "confidence": [0.5, 0.5],
+        "label": ["x", "x"], "interpretation": ["i", "i"], "message": [None, None], "metrics": metrics, "elapsed_ms": [1.5, 1.5],
+        "theory_version": ["1", "1"],
+    }), path)
+    with structlog.testing.capture_logs() as events:
+        assert store.read_columns("BTC-USD", "1h", "t", "k", [3600, 7200], ["d1", "d2"]) is None
+    [event] = [e for e in events if e["event"] == "feature store unreadable"]
+    assert named in event["error"]
+
+
 def test_writes_merge_and_error_results_are_not_stored(tmp_path):
     store = FeatureStore(tmp_path)
     ok = TheoryResult(theory="t", version="1", status="ok", bias=0.1, confidence=0.5, label="a", interpretation="i")
@@ -336,6 +359,7 @@ def _tampered(table, column, change):
     ("elapsed_ms", lambda v: (v[:1] + [None] + v[2:], None), "elapsed_ms"),
     ("metric_names", lambda v: (v[:1] + ['["change","gone"]'] + v[2:], None), "gone"),
     ("metrics_digest", lambda v: (v[:1] + [None] + v[2:], None), "metrics_digest"),
+    ("metric.change", lambda v: (v[:1] + [None] + v[2:], None), "metric.change is empty in a row that names it"),
 ])
 def test_a_file_holding_what_no_result_could_hold_is_a_miss_naming_the_column(tmp_path, column, change, named):
     import pyarrow.parquet as pq

@@ -42,7 +42,7 @@ def test_columns_of_results_hold_every_field_and_hand_the_results_back():
     results = some_results()
     columns = TheoryColumns.of("monte_carlo", results)
     assert len(columns) == 40 and all(columns.result(i) is r for i, r in enumerate(results))
-    assert columns.status == [r.status for r in results] and columns.label == [r.label for r in results]
+    assert columns.status == tuple(r.status for r in results) and columns.label == tuple(r.label for r in results)
     assert columns.ok.tolist() == [r.ok for r in results]
     assert [None if math.isnan(b) else b for b in columns.bias.tolist()] == [r.bias for r in results]
     assert columns.confidence.tolist() == [r.confidence for r in results]
@@ -51,7 +51,7 @@ def test_columns_of_results_hold_every_field_and_hand_the_results_back():
         expected = [r.metrics.get(name, math.nan) for r in results]
         assert np.array_equal(columns.metric(name), np.array(expected), equal_nan=True)
     assert np.isnan(columns.metric("absent")).all() and not columns.has_metric("absent").any()
-    assert columns.metrics_digests == metrics_digests([r.metrics for r in results])
+    assert columns.metrics_digests == tuple(metrics_digests([r.metrics for r in results]))
 
 
 def test_results_made_from_columns_equal_the_originals_field_for_field_and_metric_order_kept():
@@ -73,7 +73,7 @@ def test_take_picks_bars_in_the_order_given_and_survives_pickling():
     rows = [5, 0, 39, 5]
     part = columns.take(rows)
     assert [part.result(i) for i in range(4)] == [results[i] for i in rows]
-    assert part.metrics_digests == [columns.metrics_digests[i] for i in rows]
+    assert part.metrics_digests == tuple(columns.metrics_digests[i] for i in rows)
     copy = pickle.loads(pickle.dumps(rebuilt(columns).take(rows)))
     assert [copy.result(i) for i in range(4)] == [results[i] for i in rows]
     assert copy.ok.tolist() == [results[i].ok for i in rows]
@@ -117,13 +117,30 @@ def test_columns_of_unequal_length_a_named_metric_without_values_and_a_foreign_r
         TheoryColumns.of("hurst", results)
 
 
-def test_the_arrays_are_read_only_and_the_callers_stay_writable():
+def test_every_column_is_read_only_and_the_callers_arrays_are_copied():
     bias = np.array([0.5, -0.5])
     columns = TheoryColumns(
         "t", version=["1", "1"], status=["ok", "ok"], bias=bias, confidence=np.array([0.1, 0.2]), label=["a", "b"],
         interpretation=["", ""], message=[None, None], elapsed_ms=np.zeros(2), metric_names=[("var",), ()], metrics={"var": np.array([0.1, np.nan])},
     )
-    for array in (columns.bias, columns.confidence, columns.metric("var"), columns.take([1, 0]).bias, columns.take([0]).metric("var")):
-        with pytest.raises(ValueError, match="read-only"):
-            array[0] = 0.0
-    bias[0] = 0.25  # the caller's own array is not frozen
+    unpickled = pickle.loads(pickle.dumps(columns))
+    for each in (columns, columns.take([1, 0]), unpickled):
+        for array in (each.bias, each.confidence, each.elapsed_ms, each.ok, each.metric("var")):
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 0.0
+        assert all(type(getattr(each, name)) is tuple for name in ("version", "status", "label", "interpretation", "message", "metric_names"))
+    bias[0] = 0.9  # the caller's array stays the caller's: the checked column does not move
+    assert columns.bias[0] == 0.5 and columns.result(0).bias == 0.5
+
+
+def test_arrays_of_more_than_one_dimension_and_names_not_in_tuples_are_refused():
+    base = dict(
+        version=["1", "1"], status=["ok", "ok"], bias=np.array([0.5, -0.5]), confidence=np.array([0.1, 0.2]), label=["a", "b"],
+        interpretation=["", ""], message=[None, None], elapsed_ms=np.zeros(2), metric_names=[("var",), ()], metrics={"var": np.array([0.1, 0.2])},
+    )
+    with pytest.raises(ValueError, match="column bias is 2-dimensional"):
+        TheoryColumns("t", **{**base, "bias": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="column metric 'var' is 2-dimensional"):
+        TheoryColumns("t", **{**base, "metrics": {"var": [[0.1, 0.2], [0.3, 0.4]]}})
+    with pytest.raises(ValueError, match="column metric_names at bar 0: must be a tuple"):
+        TheoryColumns("t", **{**base, "metric_names": [["var"], ()]})

@@ -101,3 +101,13 @@ def test_a_risk_theory_without_a_finite_var_is_described_as_bar_by_bar():
     assert assert_synthesis_batch_matches(ConsensusSynthesizer(ConsensusConfig()), batch_of(rows)) == 3
     reasons = ConsensusSynthesizer(ConsensusConfig()).synthesize_batch(batch_of(rows)).reasoning
     assert ["VaR nan%" in reasons[0], "VaR n/a" in reasons[1], "VaR 5.00%" in reasons[2]] == [True, True, True]
+
+
+def test_batch_results_are_made_once_and_results_with_theories_are_refused():
+    rng = random.Random(5)
+    rows = [[random_result(rng, theory) for theory in ORDER] for _ in range(30)]
+    batch = batch_of(rows)
+    assert batch.results is batch.results and batch.results == rows
+    assert all(made is original for row, again in zip(rows, batch.results) for made, original in zip(again, row))
+    with pytest.raises(ValueError, match="not both"):
+        SynthesisBatch(symbol="BTC-USD", granularity="1h", history=batch.history, ends=batch.ends, lookback=50, results=rows, theories=batch.theories)
