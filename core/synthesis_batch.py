@@ -42,9 +42,7 @@ class SynthesisBatch(BaseModel):
             raise ValueError("give the bars' results as theories (columns) or as results (rows), not both")
         data = dict(data)
         rows = [[r if isinstance(r, TheoryResult) else TheoryResult.model_validate(r) for r in row] for row in data.pop("results")]
-        order = [r.theory for r in rows[0]] if rows else []
-        if len(set(order)) < len(order):
-            raise ValueError(f"results: bar 0 names a theory twice ({order})")
+        order = [r.theory for r in rows[0]] if rows else []  # a theory named twice: refused with the columns, below
         for i, row in enumerate(rows):
             if [r.theory for r in row] != order:
                 raise ValueError(f"results: bar {i} names the theories {[r.theory for r in row]}, bar 0 {order}: every bar needs the same, in order")

@@ -15,7 +15,7 @@ from ..synthesis_batch import SynthesisBatch, SynthesisColumns
 from ..theory_columns import TheoryColumns, rows_of
 from ..portfolio.step import limit_of
 from ..sizing import size_answer, sizing_for
-from ..sizing.rule import flat_rule
+from ..sizing.rule import flat_rule, loss_theories
 from .learning import baseline_answer
 from .llm import is_llm
 from .models import BarSignal, TheoryOutcome
@@ -128,8 +128,9 @@ def batch_signals(
     name, settings, granularity = synthesizer.name, pipeline.config.sizing, history.granularity
     close, stamps = history.close, history.timestamp[indices[0]:indices[-1] + 1].tolist()
     prices = close[indices[0]:indices[-1] + 1].tolist()
-    # Sizing reads only the tail of the theories declaring `loss_metrics` (`tail_loss`): only their results are made.
-    risky = [c for c, theory in zip(columns, pipeline.theories) if type(theory).loss_metrics]
+    # Sizing reads only the results of the theories declaring `loss_metrics`: only theirs are made.
+    declared = loss_theories(pipeline.theories)
+    risky = [c for c in columns if c.theory in declared]
     out = []
     for i, t in enumerate(indices):
         direction, confidence = answers.direction[i], answers.confidence[i]

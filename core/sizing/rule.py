@@ -168,10 +168,15 @@ def position_for(
     return Sizing(position=position, loss_limit=limit, payoff_from=source, **base, rule=f"{text} → {position:+.3f}")
 
 
+def loss_theories(theories: "Sequence[Theory]") -> dict[str, dict[str, str]]:
+    """The enabled theories declaring `loss_metrics`, by name, with what they declare: the only results `tail_loss` reads."""
+    return {t.name: type(t).loss_metrics for t in theories if type(t).loss_metrics}
+
+
 def tail_loss(results: "Sequence[TheoryResult]", theories: "Sequence[Theory]") -> tuple[float | None, str | None]:
     """(CVaR, None) from the first enabled theory declaring `loss_metrics` (its VaR if it declares no CVaR);
     (None, None) when none declares them; (None, why) when those that do gave no number."""
-    declared = {t.name: type(t).loss_metrics for t in theories if type(t).loss_metrics}
+    declared = loss_theories(theories)
     if not declared:
         return None, None
     for result in results:

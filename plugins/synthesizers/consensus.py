@@ -129,8 +129,9 @@ class ConsensusSynthesizer(Synthesizer):
 
     def synthesize_batch(self, batch: SynthesisBatch) -> SynthesisColumns:
         """The rule of `synthesize` over a chunk's arrays, equal to the bit (every operation is the
-        same IEEE one, elementwise), read from the batch's theory columns. Floating-point warnings are silenced: an overflow gives NaN confidences, which V7 refuses, and
-        the chunk then goes bar by bar."""
+        same IEEE one, elementwise), read from the batch's theory columns. Floating-point warnings
+        are silenced: an overflow gives NaN confidences, which V7 refuses, and the chunk then goes
+        bar by bar."""
         import numpy as np
 
         with np.errstate(all="ignore"):

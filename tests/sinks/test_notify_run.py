@@ -263,15 +263,20 @@ CONTEXT_PLUGINS = TROUBLE_PLUGINS.replace("        register(FlakyFeed)\n", "    
 """
 
 
-def test_a_market_context_feed_failing_iterations_in_a_row_is_a_run_problem(tmp_path, hook):
-    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": CONTEXT_PLUGINS})
+def run_with_context_feed(tmp_path, hook, plugins: str, feeds: str) -> list[dict]:
+    """Four iterations of BTC-USD with the consensus rule, `feeds` as the [feeds] lines, the notify sink alone: what reached it."""
+    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": plugins})
     config = CONFIG.replace('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-USD"]').replace('use = "broke"', 'use = "consensus"')
-    config = config.replace('enabled = ["flaky"]', 'enabled = ["flaky", "deadcontext"]\ncandles = "flaky"\ncontext = ["deadcontext"]')
+    config = config.replace('enabled = ["flaky"]', feeds)
     (tmp_path / "config.toml").write_text(config.replace('enabled = ["spooler", "notify"]', 'enabled = ["notify"]'))
-
     done = run_v7("run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path, extra_path=site, env={"V7_NOTIFY_URLS": hook.channel("/good")})
     assert done.returncode == 0, done.stderr
-    problems = [b for b in hook.bodies("/good") if b["title"] == "V7 problem: feed failing"]
+    return hook.bodies("/good")
+
+
+def test_a_market_context_feed_failing_iterations_in_a_row_is_a_run_problem(tmp_path, hook):
+    bodies = run_with_context_feed(tmp_path, hook, CONTEXT_PLUGINS, 'enabled = ["flaky", "deadcontext"]\ncandles = "flaky"\ncontext = ["deadcontext"]')
+    problems = [b for b in bodies if b["title"] == "V7 problem: feed failing"]
     assert len(problems) == 1, problems  # at the third failure in a row (feed_failures = 3), once
     assert problems[0]["message"].startswith("feed deadcontext failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context API did not answer")
 
@@ -289,15 +294,9 @@ BOTH_PLUGINS = CONTEXT_PLUGINS.replace("        register(DeadContext)\n", "     
 
 def test_a_feed_whose_candles_arrive_but_whose_context_fails_is_still_a_run_problem(tmp_path, hook):
     """Its good candle fetches do not end the streak of failing context fetches: they are different jobs."""
-    site = make_distribution(tmp_path / "site", "v7-trouble", "1.0", {"trouble": "v7_trouble"}, {"v7_trouble": BOTH_PLUGINS})
-    config = CONFIG.replace('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-USD"]').replace('use = "broke"', 'use = "consensus"')
-    config = config.replace('enabled = ["flaky"]', 'enabled = ["both"]\ncandles = "both"\ncontext = ["both"]')
-    (tmp_path / "config.toml").write_text(config.replace('enabled = ["spooler", "notify"]', 'enabled = ["notify"]'))
-
-    done = run_v7("run", "--config", "config.toml", "--iterations", "4", cwd=tmp_path, extra_path=site, env={"V7_NOTIFY_URLS": hook.channel("/good")})
-    assert done.returncode == 0, done.stderr
-    assert [b["title"] for b in hook.bodies("/good")].count("V7 BUY BTC-USD") == 4  # the candles did arrive
-    problems = [b for b in hook.bodies("/good") if b["title"] == "V7 problem: feed failing"]
+    bodies = run_with_context_feed(tmp_path, hook, BOTH_PLUGINS, 'enabled = ["both"]\ncandles = "both"\ncontext = ["both"]')
+    assert [b["title"] for b in bodies].count("V7 BUY BTC-USD") == 4  # the candles did arrive
+    problems = [b for b in bodies if b["title"] == "V7 problem: feed failing"]
     assert len(problems) == 1, problems
     assert problems[0]["message"].startswith("feed both failed for BTC-USD 3 iteration(s) in a row\nTimeoutError: the context endpoint did not answer")
 
